@@ -1,0 +1,1 @@
+"""The CQKD protocol: BB84 roles, sessions, Alice and Bob, and their key store."""

@@ -1,0 +1,195 @@
+"""The control API of Alice (port 8001) and Bob (port 8002).
+
+Open: /health, /ready, /metrics, /network-status, /docs. Behind the bearer token:
+POST /generate-key (Alice), GET /sessions/{process_id}, GET /keys/{key_ID} (hands a
+confirmed key out once, base64). Sessions run in the background: /generate-key answers 202
+at once with the process_id and the URL to follow.
+"""
+
+import base64
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import Depends, FastAPI, Path, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from cqkd import __version__
+from cqkd.api.auth import bearer_token_guard
+from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.metrics import exposition
+from cqkd.qkd.keystore import KeyStore
+
+Role = Literal["alice", "bob"]
+PROCESS_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class Party(Protocol):
+    """Alice or Bob from the engine, as far as the control API uses them."""
+
+    def session(self, process_id: str) -> Any: ...
+    def network_status(self) -> dict[str, Any]: ...
+
+
+class KeyRequester(Party, Protocol):
+    """Alice: she alone starts sessions."""
+
+    def begin_session(self, key_bits: int) -> str: ...
+    async def run_session(self, key_bits: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    role: Role
+    token: str
+    node_id: str
+    max_key_bits: int = 16384
+    max_running_sessions: int = 64
+
+
+class GenerateKeyAccepted(BaseModel):
+    process_id: str
+    status_url: str
+
+
+class SessionStatus(BaseModel):
+    process_id: str
+    status: Literal["running", "confirmed", "failed"]
+    outcome: str | None
+    key_bits: int
+    raw_bits: int
+    sifted_bits: int | None
+    qber: float | None
+    duration_seconds: float | None
+    key_id: str | None
+    error: str | None
+
+
+class DeliveredKey(BaseModel):
+    key_ID: str
+    key: str = Field(description="the key, base64")
+    size: int = Field(description="the key's size in bits")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 404, 422, 429, 503)
+}
+
+
+def create_control_app(
+    config: ControlConfig,
+    party: Party,
+    keystore: KeyStore,
+) -> FastAPI:
+    """The control app of `config.role`; `party` is the engine's Alice or Bob."""
+    app = FastAPI(
+        title=f"CQKD {config.role.capitalize()} control API",
+        version=__version__,
+        description="Key sessions over the CQKD DHT. Key material needs the bearer token.",
+        responses=ERRORS,
+    )
+    install_error_handlers(app, validation_status=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    guarded = [Depends(bearer_token_guard(config.token))]
+    started = time.monotonic()
+
+    @app.get("/health", tags=["status"])
+    def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {
+            "status": "ok",
+            "role": config.role,
+            "node_id": config.node_id,
+            "uptime_seconds": round(time.monotonic() - started, 3),
+        }
+
+    @app.get("/ready", tags=["status"])
+    def ready() -> JSONResponse:
+        """Readiness: joined the DHT and found enough live workers for a session."""
+        network = party.network_status()
+        is_ready = bool(network.get("converged"))
+        body = {"ready": is_ready, "role": config.role}
+        return JSONResponse(body, status_code=200 if is_ready else 503)
+
+    @app.get("/network-status", tags=["status"])
+    def network_status() -> dict[str, Any]:
+        """Routing table summary and whether discovery converged."""
+        return {"role": config.role, **party.network_status()}
+
+    @app.get("/metrics", tags=["status"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
+    @app.get("/sessions/{process_id}", tags=["keys"], dependencies=guarded)
+    def session(
+        process_id: Annotated[
+            str, Path(pattern=PROCESS_ID_PATTERN, description="32 lowercase hex digits")
+        ],
+    ) -> SessionStatus:
+        """A session's status, lengths, QBER, duration, outcome and key_ID (never the key)."""
+        view = party.session(process_id)
+        if view is None:
+            raise ApiError(404, "no session with this process_id")
+        return SessionStatus(**dataclasses.asdict(view))
+
+    @app.get("/keys/{key_ID}", tags=["keys"], dependencies=guarded)
+    def deliver_key(key_ID: uuid.UUID) -> DeliveredKey:
+        """Hand out a confirmed key once; the other side holds the same key under this ID."""
+        key = keystore.pop(str(key_ID))
+        if key is None:
+            raise ApiError(404, "no key with this key_ID: unknown or already delivered")
+        return DeliveredKey(
+            key_ID=str(key_ID), key=base64.b64encode(key).decode(), size=len(key) * 8
+        )
+
+    if config.role == "alice":
+        _add_generate_key(app, config, party, keystore, guarded)  # type: ignore[arg-type]
+    return app
+
+
+def _add_generate_key(
+    app: FastAPI,
+    config: ControlConfig,
+    alice: KeyRequester,
+    keystore: KeyStore,
+    guarded: list[Any],
+) -> None:
+    class GenerateKeyRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        desired_key_length: StrictInt = Field(
+            gt=0, le=config.max_key_bits, description="the key length, in bits"
+        )
+
+    running: set[str] = set()
+
+    @app.post("/generate-key", tags=["keys"], status_code=202, dependencies=guarded)
+    def generate_key(request: GenerateKeyRequest, response: Response) -> GenerateKeyAccepted:
+        """Start a key session in the background; follow it at the returned status URL."""
+        for process_id in list(running):
+            view = alice.session(process_id)
+            if view is None or view.status != "running":
+                running.discard(process_id)
+        if len(running) >= config.max_running_sessions:
+            raise ApiError(
+                429,
+                f"{len(running)} sessions are running, the most allowed; retry when one ends",
+                headers={"Retry-After": "1"},
+            )
+        if keystore.count() >= keystore.max_keys:
+            raise ApiError(
+                503,
+                f"the key store is full ({keystore.max_keys} keys): "
+                "collect keys before asking for more",
+            )
+        try:
+            process_id = alice.begin_session(request.desired_key_length)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        running.add(process_id)
+        status_url = f"/sessions/{process_id}"
+        response.headers["Location"] = status_url
+        return GenerateKeyAccepted(process_id=process_id, status_url=status_url)

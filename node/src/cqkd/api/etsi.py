@@ -1,0 +1,280 @@
+"""ETSI GS QKD 014 v1.1.1 key delivery: Alice is the master SAE's KME, Bob the slave's.
+
+Served over HTTPS with client certificates (see auth.py); the calling SAE is the common
+name of its certificate. Alice answers `status` and `enc_keys` to the master SAE, taking
+keys from her store and running key sessions when it holds too few; Bob answers `status`
+and `dec_keys` to the slave SAE with the same keys, by key_ID. Each key is handed out once.
+Sizes are in bits (multiples of 8); keys are base64.
+"""
+
+import asyncio
+import base64
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, status
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from cqkd import __version__
+from cqkd.api.auth import client_sae_id
+from cqkd.api.control import KeyRequester
+from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.qkd.keystore import KeyStore
+
+PREFIX = "/api/v1/keys"
+Caller = Annotated[str, Depends(client_sae_id)]
+
+
+@dataclass(frozen=True)
+class EtsiConfig:
+    role: Literal["alice", "bob"]
+    kme_id: str
+    peer_kme_id: str
+    master_sae_id: str
+    slave_sae_id: str
+    key_size: int = 256
+    min_key_size: int = 64
+    max_key_size: int = 4096
+    max_key_per_request: int = 32
+    topup_timeout_seconds: float = 30.0
+    topup_concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        sizes = (self.min_key_size, self.key_size, self.max_key_size)
+        if any(size % 8 for size in sizes) or not 8 <= sizes[0] <= sizes[1] <= sizes[2]:
+            raise ValueError(
+                "ETSI key sizes must be multiples of 8 with "
+                f"8 <= min ({sizes[0]}) <= default ({sizes[1]}) <= max ({sizes[2]})"
+            )
+
+
+class Status(BaseModel):
+    source_KME_ID: str
+    target_KME_ID: str
+    master_SAE_ID: str
+    slave_SAE_ID: str
+    key_size: int
+    stored_key_count: int
+    max_key_count: int
+    max_key_per_request: int
+    max_key_size: int
+    min_key_size: int
+    max_SAE_ID_count: int
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: StrictInt = Field(1, ge=1, description="how many keys")
+    size: StrictInt | None = Field(None, ge=1, description="key size in bits")
+    additional_slave_SAE_IDs: list[str] = []
+    extension_mandatory: list[dict[str, Any]] = []
+    extension_optional: list[dict[str, Any]] = []
+
+
+class KeyIdItem(BaseModel):
+    key_ID: uuid.UUID
+
+
+class KeyIds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key_IDs: list[KeyIdItem] = Field(min_length=1)
+    key_IDs_extension: dict[str, Any] | None = None
+
+
+class Key(BaseModel):
+    key_ID: str
+    key: str
+
+
+class KeyContainer(BaseModel):
+    keys: list[Key]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 503)}
+
+
+def create_etsi_app(
+    config: EtsiConfig, keystore: KeyStore, alice: KeyRequester | None = None
+) -> FastAPI:
+    """Alice's app (pass `alice`, who runs sessions to top up) or Bob's."""
+    app = FastAPI(
+        title=f"CQKD {config.role.capitalize()} KME: ETSI GS QKD 014",
+        version=__version__,
+        responses=ERRORS,
+        dependencies=[Depends(client_sae_id)],
+    )
+    install_error_handlers(app, validation_status=status.HTTP_400_BAD_REQUEST)
+    if config.role == "alice":
+        if alice is None:
+            raise ValueError("Alice's ETSI app needs Alice to run top-up sessions")
+        _add_master_routes(app, config, keystore, _TopUp(config, keystore, alice))
+    else:
+        _add_slave_routes(app, config, keystore)
+    return app
+
+
+def _status(config: EtsiConfig, keystore: KeyStore) -> Status:
+    alice_side = config.role == "alice"
+    return Status(
+        source_KME_ID=config.kme_id if alice_side else config.peer_kme_id,
+        target_KME_ID=config.peer_kme_id if alice_side else config.kme_id,
+        master_SAE_ID=config.master_sae_id,
+        slave_SAE_ID=config.slave_sae_id,
+        key_size=config.key_size,
+        stored_key_count=keystore.count(),
+        max_key_count=keystore.max_keys,
+        max_key_per_request=config.max_key_per_request,
+        max_key_size=config.max_key_size,
+        min_key_size=config.min_key_size,
+        max_SAE_ID_count=0,
+    )
+
+
+def _check_caller(caller: str, expected: str, path_sae_id: str, peer: str) -> None:
+    if caller != expected:
+        raise ApiError(
+            401, "this SAE is not served by this KME", [{"client_certificate_cn": caller}]
+        )
+    if path_sae_id != peer:
+        raise ApiError(
+            400, "the SAE_ID in the path is not paired with the calling SAE", [{"expected": peer}]
+        )
+
+
+def _encode(keys: list[tuple[str, bytes]]) -> KeyContainer:
+    return KeyContainer(
+        keys=[Key(key_ID=kid, key=base64.b64encode(key).decode()) for kid, key in keys]
+    )
+
+
+class _TopUp:
+    """Takes keys from Alice's store, running sessions for the shortfall."""
+
+    def __init__(self, config: EtsiConfig, keystore: KeyStore, alice: KeyRequester) -> None:
+        self.config = config
+        self.keystore = keystore
+        self.alice = alice
+        self.slots = asyncio.Semaphore(config.topup_concurrency)
+
+    async def _session(self, size: int) -> Any:
+        async with self.slots:
+            return await self.alice.run_session(size)
+
+    async def take(self, number: int, size: int) -> list[tuple[str, bytes]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.topup_timeout_seconds
+        while not (keys := self.keystore.take(number, size // 8)):
+            shortfall = number - self.keystore.count(size // 8)
+            if self.keystore.count() + shortfall > self.keystore.max_keys:
+                raise ApiError(503, "the key store is full: the slave SAE must collect keys")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ApiError(503, "keys not available yet: key sessions are too slow; retry")
+            try:
+                async with asyncio.timeout(remaining):
+                    views = await asyncio.gather(*(self._session(size) for _ in range(shortfall)))
+            except TimeoutError:
+                raise ApiError(
+                    503, "keys not available yet: key sessions are too slow; retry"
+                ) from None
+            failed = [view for view in views if view.status != "confirmed"]
+            if len(failed) == len(views):
+                outcomes = sorted({str(view.outcome) for view in failed})
+                raise ApiError(
+                    503,
+                    "key sessions failed; no key available",
+                    [{"outcome": outcome} for outcome in outcomes],
+                )
+        return keys
+
+
+def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, topup: _TopUp) -> None:
+    def check_size(number: int, size: int | None) -> int:
+        size = config.key_size if size is None else size
+        if number > config.max_key_per_request:
+            raise ApiError(400, f"number must be at most {config.max_key_per_request}")
+        if not config.min_key_size <= size <= config.max_key_size or size % 8:
+            raise ApiError(
+                400,
+                f"size must be a multiple of 8 between {config.min_key_size} "
+                f"and {config.max_key_size} bits",
+            )
+        return size
+
+    @app.get(PREFIX + "/{slave_SAE_ID}/status", tags=["master"])
+    def get_status(slave_SAE_ID: str, caller: Caller) -> Status:
+        """Status of the key link to the slave SAE."""
+        _check_caller(caller, config.master_sae_id, slave_SAE_ID, config.slave_sae_id)
+        return _status(config, keystore)
+
+    async def enc_keys(slave_sae_id: str, caller: str, request: KeyRequest) -> KeyContainer:
+        _check_caller(caller, config.master_sae_id, slave_sae_id, config.slave_sae_id)
+        if request.additional_slave_SAE_IDs:
+            raise ApiError(400, "additional_slave_SAE_IDs are not supported (max_SAE_ID_count 0)")
+        if request.extension_mandatory:
+            raise ApiError(
+                400,
+                "no mandatory extension is supported",
+                [{"extension_unsupported": list(ext)} for ext in request.extension_mandatory],
+            )
+        size = check_size(request.number, request.size)
+        return _encode(await topup.take(request.number, size))
+
+    @app.get(PREFIX + "/{slave_SAE_ID}/enc_keys", tags=["master"])
+    async def get_enc_keys(
+        slave_SAE_ID: str,
+        caller: Caller,
+        number: Annotated[int, Query(ge=1)] = 1,
+        size: Annotated[int | None, Query(ge=1)] = None,
+    ) -> KeyContainer:
+        """`number` new keys of `size` bits for the master SAE, with their key_IDs."""
+        return await enc_keys(slave_SAE_ID, caller, KeyRequest(number=number, size=size))
+
+    @app.post(PREFIX + "/{slave_SAE_ID}/enc_keys", tags=["master"])
+    async def post_enc_keys(
+        slave_SAE_ID: str,
+        request: KeyRequest,
+        caller: Caller,
+    ) -> KeyContainer:
+        """As GET, with the request in a JSON body."""
+        return await enc_keys(slave_SAE_ID, caller, request)
+
+
+def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> None:
+    @app.get(PREFIX + "/{master_SAE_ID}/status", tags=["slave"])
+    def get_status(master_SAE_ID: str, caller: Caller) -> Status:
+        """Status of the key link from the master SAE."""
+        _check_caller(caller, config.slave_sae_id, master_SAE_ID, config.master_sae_id)
+        return _status(config, keystore)
+
+    def dec_keys(master_sae_id: str, caller: str, key_ids: list[uuid.UUID]) -> KeyContainer:
+        _check_caller(caller, config.slave_sae_id, master_sae_id, config.master_sae_id)
+        if len(key_ids) > config.max_key_per_request:
+            raise ApiError(400, f"at most {config.max_key_per_request} key_IDs per request")
+        keys, missing = keystore.pop_many(str(key_id) for key_id in key_ids)
+        if missing:
+            raise ApiError(
+                400,
+                "keys not found: unknown or already delivered",
+                [{"key_ID": key_id} for key_id in missing],
+            )
+        return _encode(list(keys.items()))
+
+    @app.get(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
+    def get_dec_keys(
+        master_SAE_ID: str,
+        key_ID: uuid.UUID,
+        caller: Caller,
+    ) -> KeyContainer:
+        """The key with this key_ID, as the master SAE received it."""
+        return dec_keys(master_SAE_ID, caller, [key_ID])
+
+    @app.post(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
+    def post_dec_keys(
+        master_SAE_ID: str,
+        request: KeyIds,
+        caller: Caller,
+    ) -> KeyContainer:
+        """The keys with these key_IDs, as the master SAE received them."""
+        return dec_keys(master_SAE_ID, caller, [item.key_ID for item in request.key_IDs])

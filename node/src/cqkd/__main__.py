@@ -1,0 +1,5 @@
+import sys
+
+from cqkd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,217 @@
+"""The `cqkd` command: bootstrap and worker processes, a local network, a health probe.
+
+Settings come from the environment (the seed's names) and from one flag per setting
+(`--k 30` overrides `K`); they are built once here and passed down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from cqkd.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("cqkd")
+
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also an environment variable)")
+    for name, field in Settings.model_fields.items():
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"setting_{name}",
+            metavar=name.upper(),
+            default=argparse.SUPPRESS,
+            help=field.description,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cqkd", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for role in ("bootstrap", "worker"):
+        sub = commands.add_parser(role, help=f"run a {role} DHT node with /health and /metrics")
+        _add_settings_flags(sub)
+    local = commands.add_parser("local", help="run a whole network in this process")
+    local.add_argument("--workers", type=int, default=15, help="number of workers (default 15)")
+    local.add_argument(
+        "--lookups",
+        type=int,
+        default=100,
+        help="store/get pairs between random nodes (default 100)",
+    )
+    local.add_argument(
+        "--kill-fraction",
+        type=float,
+        default=0.0,
+        help="fraction of workers stopped after convergence (default 0)",
+    )
+    local.add_argument("--seed", type=int, default=None, help="seed of the random choices")
+    local.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_settings_flags(local)
+    probe = commands.add_parser("probe", help="exit 0 iff this node's /health answers 200")
+    _add_settings_flags(probe)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_")
+    }
+    return load_settings(**overrides)
+
+
+# --- bootstrap and worker processes ---
+
+
+async def serve(settings: Settings, role: str) -> None:
+    """Run one node until SIGTERM or SIGINT; errors propagate (the process exits non-zero)."""
+    from cqkd.dht.node import DhtNode
+    from cqkd.httpd import HttpServer, health_response, metrics_response
+    from cqkd.logs import event
+    from cqkd.metrics import ROUTING_TABLE_PEERS
+
+    if role == "worker" and not settings.bootstrap_nodes:
+        raise SettingsError("BOOTSTRAP_NODES is empty: a worker needs host:port of a bootstrap")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    node = DhtNode(settings, role)
+    joined = False
+
+    def health() -> tuple[int, str, bytes]:
+        size = node.routing_table_size
+        ROUTING_TABLE_PEERS.set(size)
+        healthy = joined and (size > 0 or role == "bootstrap")
+        return health_response(
+            {
+                "status": "ok" if healthy else ("joining" if not joined else "isolated"),
+                "node_id": node.node_id.hex(),
+                "role": role,
+                "routing_table_size": size,
+                "uptime_seconds": round(time.monotonic() - node.started_at, 3),
+            }
+        )
+
+    await node.start()
+    http = HttpServer(
+        {"/health": health, "/metrics": metrics_response},
+        settings.dht_host,
+        settings.effective_http_port,
+    )
+    try:
+        await http.start()
+        event(log, "http_listening", port=http.port)
+        join = asyncio.create_task(node.join(settings.bootstrap_nodes, required=role == "worker"))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({join, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if join.done():
+            join.result()
+            joined = True
+            await stopping
+        else:
+            join.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await join
+    finally:
+        await http.stop()
+        await node.stop()
+    event(log, "stopped", role=role)
+
+
+# --- local network ---
+
+
+def _summary(report: dict[str, Any]) -> str:
+    r = report
+    success = r["query_success_rate"]
+    lines = [
+        f"nodes               {r['nodes']} ({r['workers']} workers, "
+        f"{r['bootstrap_nodes']} bootstrap)",
+        f"discovery           {r['discovery_seconds']:.3f} s (start-up "
+        f"{r['startup_seconds']:.3f} s, k={r['k']}, alpha={r['alpha']})",
+        f"killed workers      {r['killed_workers']}",
+        f"lookups             {r['lookups']}: p50 {r['lookup_p50_seconds'] * 1000:.1f} ms, "
+        f"p99 {r['lookup_p99_seconds'] * 1000:.1f} ms",
+        "query success rate  " + ("n/a" if success is None else f"{success * 100:.2f} %"),
+        f"peak RSS            {r['peak_rss_bytes'] / 2**20:.1f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def local(args: argparse.Namespace, settings: Settings) -> int:
+    from cqkd.local import run_local
+
+    if args.workers < 1 or args.lookups < 0 or not 0.0 <= args.kill_fraction < 1.0:
+        print(
+            "cqkd local: --workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1", file=sys.stderr
+        )
+        return EXIT_USAGE
+    # Per-node start/join events of hundreds of nodes would drown the summary.
+    logging.getLogger("cqkd.dht").setLevel(max(logging.WARNING, logging.getLogger().level))
+    report = asyncio.run(
+        run_local(settings, args.workers, args.lookups, args.kill_fraction, args.seed)
+    )
+    print(json.dumps(report) if args.json else _summary(report))
+    return 0
+
+
+# --- probe ---
+
+
+def probe(settings: Settings) -> int:
+    import http.client
+
+    host = "127.0.0.1" if settings.dht_host in ("0.0.0.0", "") else settings.dht_host
+    port = settings.effective_http_port
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=PROBE_TIMEOUT_SECONDS)
+        conn.request("GET", "/health")
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"cqkd probe: http://{host}:{port}/health failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if status != 200:
+        print(f"cqkd probe: http://{host}:{port}/health answered {status}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"cqkd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "probe":
+        return probe(settings)
+    from cqkd.logs import event, setup_logging
+
+    setup_logging(settings.log_level.value)
+    try:
+        if args.command == "local":
+            return local(args, settings)
+        asyncio.run(serve(settings, args.command))
+    except SettingsError as exc:
+        print(f"cqkd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        event(log, "fatal", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
+    return 0

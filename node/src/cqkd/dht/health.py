@@ -1,0 +1,89 @@
+"""Health checks of routing-table peers at three depths.
+
+Each round checks a random sample of peers at one depth: `PING`; `FIND_NODE` (ping, then a
+find_node whose answer must be well formed); `DEEP` (both, plus a find_value of a random key
+and a `load` query). Every third round is a find_node round, every tenth a deep one. Round
+intervals grow with the network size (params.health_interval). These probes do not evict on
+the first timeout, unlike lookups: a peer failing `FAILURE_LIMIT` checks in a row is evicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from enum import IntEnum
+
+from kademlia.node import Node
+
+from cqkd.dht.protocol import CqkdProtocol, valid_node_list
+from cqkd.logs import event
+
+log = logging.getLogger(__name__)
+
+FAILURE_LIMIT = 3
+SAMPLE_SIZE = 8
+
+
+class Depth(IntEnum):
+    PING = 1
+    FIND_NODE = 2
+    DEEP = 3
+
+
+def depth_for_round(round_number: int) -> Depth:
+    if round_number % 10 == 0:
+        return Depth.DEEP
+    if round_number % 3 == 0:
+        return Depth.FIND_NODE
+    return Depth.PING
+
+
+class HealthChecker:
+    def __init__(self, protocol: CqkdProtocol, rng: random.Random | None = None) -> None:
+        self.protocol = protocol
+        self.failures: dict[bytes, int] = {}
+        self.rounds = 0
+        self._rng = rng or random.Random()
+
+    async def check_peer(self, peer: Node, depth: Depth) -> bool:
+        """True if the peer passed every step of a check at `depth`."""
+        proto = self.protocol
+        address = (peer.ip, peer.port)
+        own = proto.source_node.id
+        answered, node_id = await proto.request(address, "ping", own)
+        if not answered or node_id != peer.id:
+            return False
+        if depth >= Depth.FIND_NODE:
+            answered, nodes = await proto.request(address, "find_node", own, own)
+            if not answered or not valid_node_list(nodes):
+                return False
+        if depth >= Depth.DEEP:
+            answered, found = await proto.request(address, "find_value", own, os.urandom(20))
+            if not answered or not (isinstance(found, dict) or valid_node_list(found)):
+                return False
+            load = await proto.query_load(address)
+            if load is None:
+                return False
+        return True
+
+    async def run_round(self) -> Depth:
+        """Check a sample of peers; evict those at FAILURE_LIMIT consecutive failures."""
+        self.rounds += 1
+        depth = depth_for_round(self.rounds)
+        peers = [node for bucket in self.protocol.router.buckets for node in bucket.get_nodes()]
+        # Peers already failing are re-checked every round so eviction takes 3 rounds.
+        failing = [p for p in peers if p.id in self.failures]
+        healthy = [p for p in peers if p.id not in self.failures]
+        sample = failing + self._rng.sample(healthy, min(SAMPLE_SIZE, len(healthy)))
+        for peer in sample:
+            if await self.check_peer(peer, depth):
+                self.failures.pop(peer.id, None)
+                continue
+            count = self.failures.get(peer.id, 0) + 1
+            self.failures[peer.id] = count
+            if count >= FAILURE_LIMIT:
+                del self.failures[peer.id]
+                self.protocol.router.remove_contact(peer)
+                event(log, "peer_evicted", peer=str(peer), depth=depth.name.lower())
+        return depth

@@ -1,0 +1,440 @@
+"""DhtNode: one Kademlia node, the interface the rest of cqkd builds on.
+
+    node = DhtNode(settings, role="worker")          # or host=, port= (0: OS-assigned)
+    await node.start()                                # listen on UDP
+    await node.join([("10.0.0.1", 5678)])             # hostnames are resolved first
+    node.address -> (host, port);  node.node_id -> 20 bytes
+    await node.stop()
+
+Application RPCs (the CQKD protocol rides on these):
+
+    node.register_rpc(name, handler)   # handler(sender: (host, port), payload: bytes)
+                                       #   -> Awaitable[bytes], answered to the caller
+    await node.call(address, name, payload) -> bytes | None
+
+They travel as ONE extra Kademlia RPC, `app(nodeid, name, payload)`, validated like the
+others: `name` must be registered on the receiver (else the datagram is dropped and counted,
+and the caller times out), `payload` is bytes of at most MAX_PAYLOAD_BYTES, and so is the
+handler's answer. `call` returns None on timeout, on a peer known dead (no datagram is sent),
+or when the peer's handler raised (the peer logs the exception type, never the payload). It
+raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
+
+Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
+`Peer(node_id, host, port)`; `await discover(extra_lookups)` adds the results of lookups of
+random ids. `await get(key)` / `await set(key, value)` are plain Kademlia storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from typing import Any, NamedTuple
+
+from kademlia.crawling import NodeSpiderCrawl
+from kademlia.network import Server
+from kademlia.node import Node
+
+from cqkd.dht.bootstrap import BootstrapSelector, Strategy
+from cqkd.dht.health import HealthChecker
+from cqkd.dht.params import (
+    KademliaParams,
+    estimate_network_size,
+    health_interval,
+    resolve_params,
+)
+from cqkd.dht.protocol import (
+    APP_ERROR,
+    APP_OK,
+    MAX_APP_NAME_BYTES,
+    MAX_PAYLOAD_BYTES,
+    Address,
+    AppHandler,
+    CqkdProtocol,
+)
+from cqkd.logs import event
+from cqkd.metrics import (
+    DHT_DISCOVERY_DURATION,
+    DHT_LOOKUP_DURATION,
+    DHT_QUERIES,
+    DHT_REJECTED_DATAGRAMS,
+    ROUTING_TABLE_PEERS,
+)
+from cqkd.settings import Settings
+
+__all__ = ["MAX_PAYLOAD_BYTES", "DhtNode", "JoinError", "Peer"]
+
+log = logging.getLogger(__name__)
+
+
+class Peer(NamedTuple):
+    node_id: bytes
+    host: str
+    port: int
+
+
+class JoinError(RuntimeError):
+    """No bootstrap node answered within the discovery timeout."""
+
+
+class _Server(Server):  # type: ignore[misc]
+    """kademlia's Server with our protocol; `bootstrap_node` pings through it."""
+
+    protocol_class = CqkdProtocol
+
+    def __init__(
+        self,
+        node_id: bytes,
+        params: KademliaParams,
+        settings: Settings,
+        app_handlers: dict[str, AppHandler],
+    ) -> None:
+        super().__init__(ksize=params.k, alpha=params.alpha, node_id=node_id)
+        self._settings = settings
+        self._app_handlers = app_handlers
+
+    def _create_protocol(self) -> CqkdProtocol:
+        return CqkdProtocol(
+            self.node,
+            self.storage,
+            self.ksize,
+            rpc_timeout=self._settings.rpc_timeout,
+            dead_peer_ttl=self._settings.dead_peer_ttl,
+            app_handlers=self._app_handlers,
+        )
+
+    async def bootstrap_node(self, addr: Address) -> Node | None:
+        node_id = await self.protocol.ping_address(addr)
+        return Node(node_id, addr[0], addr[1]) if node_id else None
+
+
+class DhtNode:
+    def __init__(
+        self,
+        settings: Settings,
+        role: str = "worker",
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        selector: BootstrapSelector | None = None,
+        maintenance: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.role = role
+        self._host = host if host is not None else settings.dht_host
+        self._port = port if port is not None else settings.dht_port
+        self._selector = selector
+        self._maintenance = maintenance
+        self._app_handlers: dict[str, AppHandler] = {}
+        node_id = settings.node_id_bytes or os.urandom(20)
+        self.params = self._resolve(settings.worker_count)
+        self._server = _Server(node_id, self.params, settings, self._app_handlers)
+        self._bootstrap: list[tuple[str, int]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started_at = 0.0
+        self.health: HealthChecker | None = None
+
+    # --- identity and lifecycle ---
+
+    @property
+    def node_id(self) -> bytes:
+        return bytes(self._server.node.id)
+
+    @property
+    def address(self) -> Address:
+        return (self._host, self._port)
+
+    @property
+    def protocol(self) -> CqkdProtocol:
+        return self._server.protocol  # type: ignore[no-any-return]
+
+    @property
+    def running(self) -> bool:
+        transport = self._server.transport
+        return transport is not None and not transport.is_closing()
+
+    async def start(self) -> None:
+        await self._server.listen(self._port, interface=self._host)
+        self._port = self._server.transport.get_extra_info("sockname")[1]
+        self.started_at = time.monotonic()
+        self.health = HealthChecker(self.protocol)
+        if self._maintenance:
+            self._tasks.append(asyncio.create_task(self._maintain()))
+        event(log, "node_started", role=self.role, port=self._port, node_id=self.node_id.hex())
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._server.stop()
+        await asyncio.sleep(0)
+        event(log, "node_stopped", role=self.role, port=self._port)
+
+    # --- joining ---
+
+    async def _resolve_addresses(self, addresses: list[tuple[str, int]]) -> list[Address]:
+        loop = asyncio.get_running_loop()
+        resolved: list[Address] = []
+        for host, port in addresses:
+            try:
+                infos = await loop.getaddrinfo(
+                    host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+                )
+            except OSError as exc:
+                event(
+                    log,
+                    "bootstrap_unresolved",
+                    logging.WARNING,
+                    host=host,
+                    port=port,
+                    error=str(exc),
+                )
+                continue
+            address = (str(infos[0][4][0]), int(infos[0][4][1]))
+            if address != self.address and address not in resolved:
+                resolved.append(address)
+        return resolved
+
+    def _new_selector(self, addresses: list[Address]) -> BootstrapSelector:
+        # Each node starts its round robin at its own offset so a fleet spreads out.
+        return BootstrapSelector(
+            addresses,
+            self.settings.bootstrap_selection_strategy,
+            self.settings.bootstrap_max_connections_per_node,
+            start=int.from_bytes(self.node_id[:4], "big"),
+        )
+
+    async def join(self, bootstrap: list[tuple[str, int]], required: bool = True) -> bool:
+        """Join through one bootstrap chosen by the selection strategy.
+
+        Retries with back-off until the discovery timeout. Returns False when no bootstrap
+        answered and `required` is false; raises JoinError when it is true.
+        """
+        self._bootstrap = list(bootstrap)
+        began = time.monotonic()
+        deadline = began + self.params.discovery_timeout
+        delay = 0.2
+        while True:
+            addresses = await self._resolve_addresses(self._bootstrap)
+            entry = await self._contact_bootstrap(addresses) if addresses else None
+            if entry is not None:
+                break
+            if not required or time.monotonic() + delay > deadline:
+                if required:
+                    raise JoinError(
+                        f"no bootstrap node answered within {self.params.discovery_timeout:.0f} s"
+                        f" (tried {', '.join(f'{h}:{p}' for h, p in self._bootstrap) or 'none'})"
+                    )
+                return False
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 5.0)
+        await self._lookup(self._server.node, [entry], "join")
+        self._apply_params()
+        elapsed = time.monotonic() - began
+        DHT_DISCOVERY_DURATION.observe(elapsed)
+        event(
+            log,
+            "joined",
+            role=self.role,
+            bootstrap=f"{entry.ip}:{entry.port}",
+            peers=self.routing_table_size,
+            seconds=round(elapsed, 3),
+        )
+        return True
+
+    async def _contact_bootstrap(self, addresses: list[Address]) -> Node | None:
+        selector = self._selector
+        if selector is None or {s.address for s in selector.states} != set(addresses):
+            selector = self._new_selector(addresses)
+            if self._selector is None:
+                self._selector = selector
+        if selector.strategy is Strategy.LEAST_LOADED:
+            loads = await asyncio.gather(*(self.protocol.query_load(a) for a in addresses))
+            for address, load in zip(addresses, loads, strict=True):
+                if load is not None:
+                    selector.record_load(address, load)
+        tried: set[Address] = set()
+        while (address := selector.select(exclude=tried)) is not None:
+            tried.add(address)
+            node = await self._server.bootstrap_node(address)
+            if node is not None and node.id != self.node_id:
+                selector.record_success(address)
+                return node
+            selector.record_failure(address)
+            event(
+                log, "bootstrap_unreachable", logging.WARNING, address=f"{address[0]}:{address[1]}"
+            )
+        return None
+
+    # --- peers ---
+
+    @property
+    def routing_table_size(self) -> int:
+        return sum(len(bucket) for bucket in self.protocol.router.buckets)
+
+    def live_peers(self) -> list[Peer]:
+        proto = self.protocol
+        return [
+            Peer(bytes(n.id), n.ip, n.port)
+            for bucket in proto.router.buckets
+            for n in bucket.get_nodes()
+            if not proto.is_dead((n.ip, n.port))
+        ]
+
+    async def _lookup(self, target: Node, seeds: list[Node] | None, operation: str) -> list[Node]:
+        seeds = (
+            seeds
+            if seeds is not None
+            else self.protocol.router.find_neighbors(target, self.params.alpha)
+        )
+        began = time.monotonic()
+        spider = NodeSpiderCrawl(self.protocol, target, seeds, self.params.k, self.params.alpha)
+        try:
+            found: list[Node] = await asyncio.wait_for(spider.find(), self.params.query_timeout)
+            DHT_QUERIES.labels(operation=operation, result="ok").inc()
+            return found
+        except TimeoutError:
+            DHT_QUERIES.labels(operation=operation, result="timeout").inc()
+            return []
+        finally:
+            DHT_LOOKUP_DURATION.labels(operation=operation).observe(time.monotonic() - began)
+
+    async def refresh(self) -> None:
+        """Look up our own id and a random id, to fill the routing table."""
+        await asyncio.gather(
+            self._lookup(self._server.node, None, "find_node"),
+            self._lookup(Node(os.urandom(20)), None, "find_node"),
+        )
+
+    async def discover(self, extra_lookups: int) -> list[Peer]:
+        """Routing-table peers plus those found by `extra_lookups` lookups of random ids."""
+        began = time.monotonic()
+        results = await asyncio.gather(
+            *(self._lookup(Node(os.urandom(20)), None, "find_node") for _ in range(extra_lookups))
+        )
+        peers = {p.node_id: p for p in self.live_peers()}
+        for nodes in results:
+            for n in nodes:
+                if n.id != self.node_id and not self.protocol.is_dead((n.ip, n.port)):
+                    peers.setdefault(bytes(n.id), Peer(bytes(n.id), n.ip, n.port))
+        DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
+        return list(peers.values())
+
+    # --- storage ---
+
+    async def get(self, key: str | bytes) -> Any:
+        return await self._timed("get", self._server.get(key))
+
+    async def set(self, key: str | bytes, value: Any) -> bool:
+        return bool(await self._timed("set", self._server.set(key, value)))
+
+    async def _timed(self, operation: str, coro: Any) -> Any:
+        began = time.monotonic()
+        result = "ok"
+        try:
+            value = await asyncio.wait_for(coro, self.params.query_timeout)
+            if value is None or value is False:
+                result = "not_found" if operation == "get" else "error"
+            return value
+        except TimeoutError:
+            result = "timeout"
+            return None
+        finally:
+            DHT_QUERIES.labels(operation=operation, result=result).inc()
+            DHT_LOOKUP_DURATION.labels(operation=operation).observe(time.monotonic() - began)
+
+    # --- application RPCs ---
+
+    def register_rpc(self, name: str, handler: AppHandler) -> None:
+        if not name or len(name.encode()) > MAX_APP_NAME_BYTES:
+            raise ValueError(f"RPC name must be 1..{MAX_APP_NAME_BYTES} bytes")
+        self._app_handlers[name] = handler
+
+    async def call(self, address: Address, name: str, payload: bytes) -> bytes | None:
+        if len(name.encode()) > MAX_APP_NAME_BYTES:
+            raise ValueError(f"RPC name must be at most {MAX_APP_NAME_BYTES} bytes")
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"payload is {len(payload)} bytes, over {MAX_PAYLOAD_BYTES}")
+        answered, response = await self.protocol.request(
+            address, "app", self.node_id, name, bytes(payload)
+        )
+        if not answered:
+            self._evict_address(address)
+            return None
+        if (
+            isinstance(response, list)
+            and len(response) == 2
+            and response[0] == APP_OK
+            and isinstance(response[1], bytes)
+        ):
+            return bytes(response[1])
+        if isinstance(response, list) and len(response) == 2 and response[0] == APP_ERROR:
+            event(
+                log,
+                "app_rpc_remote_error",
+                logging.WARNING,
+                rpc=name,
+                peer=f"{address[0]}:{address[1]}",
+                error=str(response[1])[:64],
+            )
+        else:
+            DHT_REJECTED_DATAGRAMS.labels(reason="bad_response").inc()
+        return None
+
+    def _evict_address(self, address: Address) -> None:
+        for bucket in self.protocol.router.buckets:
+            for n in bucket.get_nodes():
+                if (n.ip, n.port) == address:
+                    bucket.remove_node(n)
+                    return
+
+    # --- adaptive parameters and maintenance ---
+
+    def _resolve(self, network_size: int) -> KademliaParams:
+        s = self.settings
+        return resolve_params(
+            network_size, s.enable_adaptive_kademlia, s.alpha, s.k, s.query_timeout
+        )
+
+    def estimated_network_size(self) -> int:
+        proto = self.protocol
+        nearest = proto.router.find_neighbors(self._server.node, self.params.k)
+        estimate = estimate_network_size(self._server.node.long_id, [n.long_id for n in nearest])
+        return max(self.settings.worker_count, estimate)
+
+    def _apply_params(self) -> None:
+        params = self._resolve(self.estimated_network_size())
+        if params == self.params:
+            return
+        self.params = params
+        server = self._server
+        server.alpha, server.ksize = params.alpha, params.k
+        server.protocol.router.ksize = params.k
+        for bucket in server.protocol.router.buckets:
+            bucket.ksize = params.k
+            bucket.max_replacement_nodes = params.k * 5
+        event(
+            log,
+            "params_changed",
+            alpha=params.alpha,
+            k=params.k,
+            query_timeout=params.query_timeout,
+        )
+
+    async def _maintain(self) -> None:
+        assert self.health is not None
+        while True:
+            interval = health_interval(self.estimated_network_size())
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+            self._apply_params()
+            await self.health.run_round()
+            ROUTING_TABLE_PEERS.set(self.routing_table_size)
+            if self.routing_table_size == 0 and self._bootstrap:
+                await self.join(self._bootstrap, required=False)

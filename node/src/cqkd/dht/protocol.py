@@ -1,0 +1,338 @@
+"""Our Kademlia protocol: kademlia 2.2's `KademliaProtocol`, hardened and extended.
+
+- Every datagram is validated (size, framing, msgpack, RPC name in an allow-list, argument
+  count and types) before anything else sees it; bad ones are dropped and counted in
+  `cqkd_dht_rejected_datagrams_total{reason}`. rpcudp's `__getattr__` (any unknown
+  attribute becomes a remote call) is disabled: outgoing RPCs go through `request()`.
+- Requests with synchronous handlers are answered inline, without one task per datagram.
+- Dead peers: the first RPC timeout evicts a peer from the routing table and remembers its
+  address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. Any valid
+  datagram from that address revives it.
+- Extra RPCs: `load` (joins seen recently, routing table size) and `app` (application
+  RPCs by name, see node.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+from kademlia.storage import IStorage
+
+from cqkd.logs import event
+from cqkd.metrics import DHT_REJECTED_DATAGRAMS
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+AppHandler = Callable[[Address, bytes], Awaitable[bytes]]
+
+REQUEST, RESPONSE = 0x00, 0x01
+MSG_ID_BYTES = 20
+HEADER_BYTES = 1 + MSG_ID_BYTES
+MAX_RPC_BYTES = 8192  # rpcudp's limit on the msgpack body of a request
+MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_RPC_BYTES
+MAX_APP_NAME_BYTES = 64
+# Worst-case msgpack framing of ["app", [nodeid, name, payload]]: 1 + 4 + 1 + 22 + 66 + 5.
+MAX_PAYLOAD_BYTES = MAX_RPC_BYTES - 128
+RCVBUF_BYTES = 4 * 1024 * 1024
+LOAD_WINDOW_SECONDS = 60.0
+
+_Pending = tuple["asyncio.Future[tuple[bool, Any]]", asyncio.TimerHandle, Address]
+_VALUE_TYPES = (int, float, bool, str, bytes)
+_ID = "id"  # a 20-byte node id or key
+_SIGNATURES: dict[str, tuple[object, ...]] = {
+    "ping": (_ID,),
+    "store": (_ID, _ID, _VALUE_TYPES),
+    "find_node": (_ID, _ID),
+    "find_value": (_ID, _ID),
+    "load": (_ID,),
+    "app": (_ID, str, bytes),
+}
+APP_OK, APP_ERROR = 0, 1
+
+
+def _args_valid(args: list[Any], signature: tuple[object, ...]) -> bool:
+    if len(args) != len(signature):
+        return False
+    for arg, kind in zip(args, signature, strict=True):
+        if kind == _ID:
+            if not (isinstance(arg, bytes) and len(arg) == MSG_ID_BYTES):
+                return False
+        elif not isinstance(arg, kind) or (kind is str and len(arg) > MAX_APP_NAME_BYTES):  # type: ignore[arg-type]
+            return False
+    return True
+
+
+def valid_node_list(value: Any) -> bool:
+    """A find_node answer: a list of [id (20 bytes), host (str), port (1..65535)]."""
+    if not isinstance(value, list):
+        return False
+    for item in value:
+        if not (
+            isinstance(item, list)
+            and len(item) == 3
+            and isinstance(item[0], bytes)
+            and len(item[0]) == MSG_ID_BYTES
+            and isinstance(item[1], str)
+            and type(item[2]) is int
+            and 0 < item[2] < 65536
+        ):
+            return False
+    return True
+
+
+def _reject(reason: str) -> None:
+    DHT_REJECTED_DATAGRAMS.labels(reason=reason).inc()
+
+
+class CqkdProtocol(KademliaProtocol):
+    def __init__(
+        self,
+        source_node: Node,
+        storage: IStorage,
+        ksize: int,
+        rpc_timeout: float,
+        dead_peer_ttl: float,
+        app_handlers: dict[str, AppHandler],
+    ) -> None:
+        super().__init__(source_node, storage, ksize)
+        self.rpc_timeout = rpc_timeout
+        self.dead_peer_ttl = dead_peer_ttl
+        self.app_handlers = app_handlers
+        self._pending: dict[bytes, _Pending] = {}
+        self._dead: dict[Address, float] = {}
+        self._recent_joins: deque[float] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+    # --- transport ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future, timer, _ in self._pending.values():
+            timer.cancel()
+            if not future.done():
+                future.set_result((False, None))
+        self._pending.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        reason = self._handle_datagram(data, addr)
+        if reason is not None:
+            _reject(reason)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors (e.g. port unreachable) are expected when peers die; timeouts handle them.
+        pass
+
+    def _handle_datagram(self, data: bytes, addr: Address) -> str | None:
+        """Validate and dispatch one datagram; return a rejection reason or None."""
+        if len(data) <= HEADER_BYTES:
+            return "too_short"
+        if len(data) > MAX_DATAGRAM_BYTES:
+            return "too_large"
+        kind = data[0]
+        if kind not in (REQUEST, RESPONSE):
+            return "bad_kind"
+        msg_id = data[1:HEADER_BYTES]
+        try:
+            body = msgpack.unpackb(data[HEADER_BYTES:], raw=False, strict_map_key=True)
+        except Exception:
+            return "bad_msgpack"
+        if kind == RESPONSE:
+            return self._accept_response_checked(msg_id, body, addr)
+        if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], list)):
+            return "bad_frame"
+        name, args = body
+        signature = _SIGNATURES.get(name) if isinstance(name, str) else None
+        if signature is None:
+            return "unknown_rpc"
+        if not _args_valid(args, signature):
+            return "bad_args"
+        self._dead.pop(addr, None)
+        if name == "app":
+            if args[1] not in self.app_handlers:
+                return "unknown_app_rpc"
+            if len(args[2]) > MAX_PAYLOAD_BYTES:
+                return "bad_args"
+            self._spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
+            return None
+        response = getattr(self, f"rpc_{name}")(addr, *args)
+        self._send(RESPONSE, msg_id, response, addr)
+        return None
+
+    def _accept_response_checked(self, msg_id: bytes, body: Any, addr: Address) -> str | None:
+        pending = self._pending.get(msg_id)
+        if pending is None or pending[2] != addr:
+            return "unexpected_response"
+        del self._pending[msg_id]
+        future, timer, _ = pending
+        timer.cancel()
+        self._dead.pop(addr, None)
+        if not future.done():
+            future.set_result((True, body))
+        return None
+
+    def _send(self, kind: int, msg_id: bytes, body: Any, addr: Address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(bytes((kind,)) + msg_id + msgpack.packb(body), addr)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- outgoing requests ---
+
+    def is_dead(self, address: Address) -> bool:
+        expiry = self._dead.get(address)
+        if expiry is None:
+            return False
+        if expiry < time.monotonic():
+            del self._dead[address]
+            return False
+        return True
+
+    def request(self, address: Address, name: str, *args: Any) -> asyncio.Future[tuple[bool, Any]]:
+        """Send RPC `name`; the future yields (answered, result), (False, None) on timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+        if self.is_dead(address) or self.transport is None or self.transport.is_closing():
+            future.set_result((False, None))
+            return future
+        body = msgpack.packb([name, args])
+        if len(body) > MAX_RPC_BYTES:
+            raise ValueError(f"RPC {name} is {len(body)} bytes, over the {MAX_RPC_BYTES} limit")
+        msg_id = os.urandom(MSG_ID_BYTES)
+        timer = loop.call_later(self.rpc_timeout, self._on_timeout, msg_id)
+        self._pending[msg_id] = (future, timer, address)
+        self.transport.sendto(bytes((REQUEST,)) + msg_id + body, address)
+        return future
+
+    def _on_timeout(self, msg_id: bytes) -> None:
+        future, _, address = self._pending.pop(msg_id)
+        if self.dead_peer_ttl > 0:
+            self._dead[address] = time.monotonic() + self.dead_peer_ttl
+        if not future.done():
+            future.set_result((False, None))
+
+    # --- kademlia's call_* on top of request(), with answers validated ---
+
+    def _checked(self, result: tuple[bool, Any], valid: Callable[[Any], bool]) -> tuple[bool, Any]:
+        if result[0] and not valid(result[1]):
+            _reject("bad_response")
+            return (False, None)
+        return result
+
+    async def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
+        address = (node_to_ask.ip, node_to_ask.port)
+        result = await self.request(address, "find_node", self.source_node.id, node_to_find.id)
+        return self.handle_call_response(self._checked(result, valid_node_list), node_to_ask)
+
+    async def call_find_value(self, node_to_ask: Node, node_to_find: Node) -> tuple[bool, Any]:
+        address = (node_to_ask.ip, node_to_ask.port)
+        result = await self.request(address, "find_value", self.source_node.id, node_to_find.id)
+
+        def valid(value: Any) -> bool:
+            if isinstance(value, dict):
+                return list(value) == ["value"] and isinstance(value["value"], _VALUE_TYPES)
+            return valid_node_list(value)
+
+        return self.handle_call_response(self._checked(result, valid), node_to_ask)
+
+    async def call_ping(self, node_to_ask: Node) -> tuple[bool, Any]:
+        address = (node_to_ask.ip, node_to_ask.port)
+        result = await self.request(address, "ping", self.source_node.id)
+        return self.handle_call_response(self._checked(result, _is_node_id), node_to_ask)
+
+    async def call_store(self, node_to_ask: Node, key: bytes, value: Any) -> tuple[bool, Any]:
+        address = (node_to_ask.ip, node_to_ask.port)
+        result = await self.request(address, "store", self.source_node.id, key, value)
+        return self.handle_call_response(self._checked(result, _is_true), node_to_ask)
+
+    async def ping_address(self, address: Address) -> bytes | None:
+        """Ping an address (a bootstrap); the peer's node id, or None."""
+        answered, node_id = self._checked(
+            await self.request(address, "ping", self.source_node.id), _is_node_id
+        )
+        if not answered:
+            return None
+        self.welcome_if_new(Node(node_id, address[0], address[1]))
+        return node_id
+
+    async def query_load(self, address: Address) -> int | None:
+        """Joins a peer saw in the last minute, or None if it did not answer."""
+        answered, value = self._checked(
+            await self.request(address, "load", self.source_node.id), _is_load
+        )
+        return value[0] if answered else None
+
+    # --- our RPC handlers ---
+
+    def welcome_if_new(self, node: Node) -> None:
+        if node.id == self.source_node.id:
+            return  # our own address listed as a bootstrap, or a peer echoing our id
+        if self.router.is_new_node(node):
+            now = time.monotonic()
+            self._recent_joins.append(now)
+            while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
+                self._recent_joins.popleft()
+        super().welcome_if_new(node)
+
+    def rpc_load(self, sender: Address, nodeid: bytes) -> list[int]:
+        horizon = time.monotonic() - LOAD_WINDOW_SECONDS
+        while self._recent_joins and self._recent_joins[0] < horizon:
+            self._recent_joins.popleft()
+        size = sum(len(bucket) for bucket in self.router.buckets)
+        return [len(self._recent_joins), size]
+
+    async def _answer_app(
+        self, msg_id: bytes, sender: Address, nodeid: bytes, name: str, payload: bytes
+    ) -> None:
+        self.welcome_if_new(Node(nodeid, sender[0], sender[1]))
+        try:
+            answer = await self.app_handlers[name](sender, payload)
+            if not isinstance(answer, bytes) or len(answer) > MAX_PAYLOAD_BYTES:
+                raise TypeError(f"handler returned {type(answer).__name__} or too many bytes")
+            response: list[Any] = [APP_OK, answer]
+        except Exception as exc:
+            event(
+                log,
+                "app_rpc_handler_error",
+                logging.WARNING,
+                rpc=name,
+                peer=f"{sender[0]}:{sender[1]}",
+                error=type(exc).__name__,
+            )
+            response = [APP_ERROR, type(exc).__name__]
+        self._send(RESPONSE, msg_id, response, sender)
+
+
+def _is_node_id(value: Any) -> bool:
+    return isinstance(value, bytes) and len(value) == MSG_ID_BYTES
+
+
+def _is_true(value: Any) -> bool:
+    return value is True
+
+
+def _is_load(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)

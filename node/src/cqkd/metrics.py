@@ -1,0 +1,77 @@
+"""Every Prometheus metric of the system, defined once on the default registry.
+
+Names follow ARCHITECTURE.md "Observability"; labels are bounded (no node or key labels).
+In-process networks (`cqkd local`) share this registry.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from cqkd import __version__
+
+_LOOKUP_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+)
+_DISCOVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 180.0)
+_SESSION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+# --- DHT layer ---
+DHT_LOOKUP_DURATION = Histogram(
+    "cqkd_dht_lookup_duration_seconds",
+    "Duration of DHT lookups (get, set, find_node).",
+    ["operation"],
+    buckets=_LOOKUP_BUCKETS,
+)
+DHT_QUERIES = Counter(
+    "cqkd_dht_queries_total",
+    "DHT operations by operation and result.",
+    ["operation", "result"],
+)
+DHT_DISCOVERY_DURATION = Histogram(
+    "cqkd_dht_discovery_duration_seconds",
+    "Time from a node's join until it knows enough peers (or a discover() call).",
+    buckets=_DISCOVERY_BUCKETS,
+)
+ROUTING_TABLE_PEERS = Gauge("cqkd_routing_table_peers", "Peers in the routing table.")
+DHT_REJECTED_DATAGRAMS = Counter(
+    "cqkd_dht_rejected_datagrams_total",
+    "Datagrams dropped by validation, by reason.",
+    ["reason"],
+)
+
+# --- CQKD protocol ---
+SESSION_DURATION = Histogram(
+    "cqkd_session_duration_seconds", "Duration of key sessions.", buckets=_SESSION_BUCKETS
+)
+SESSIONS = Counter("cqkd_sessions_total", "Key sessions by outcome.", ["outcome"])
+QBER = Gauge("cqkd_qber_ratio", "Quantum bit error rate estimated in the last session.")
+KEY_BITS = Counter("cqkd_key_bits_total", "Key bits by stage (raw, sifted, final...).", ["stage"])
+ROLE_OPERATIONS = Counter(
+    "cqkd_role_operations_total", "Role commands executed by workers, by role.", ["role"]
+)
+
+BUILD_INFO = Gauge("cqkd_build_info", "Build information (always 1).", ["version", "python"])
+BUILD_INFO.labels(version=__version__, python=platform.python_version()).set(1)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in the Prometheus text format, with its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cqkd.dht.bootstrap import Strategy
@@ -64,6 +65,42 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
 
+    # --- Alice and Bob: control API and ETSI 014 (issue 3) ---
+    etsi_port: int | None = Field(
+        None, ge=0, le=65535, description="a port 0..65535; default: 8443 (Alice), 8444 (Bob)"
+    )
+    api_token: SecretStr | None = Field(
+        None, description="the control API's bearer token, at least 16 characters"
+    )
+    api_token_file: Path | None = Field(
+        None, description="a file holding the bearer token (wins over API_TOKEN)"
+    )
+    tls_cert_file: Path | None = Field(None, description="the ETSI server certificate, PEM")
+    tls_key_file: Path | None = Field(None, description="its private key, PEM")
+    tls_ca_file: Path | None = Field(
+        None, description="the CA certificate, PEM, that signed the SAEs' client certificates"
+    )
+    alice_kme_id: str = Field("cqkd-alice", min_length=1, max_length=128,
+                              description="Alice's KME_ID, 1..128 characters")
+    bob_kme_id: str = Field("cqkd-bob", min_length=1, max_length=128,
+                            description="Bob's KME_ID, 1..128 characters")
+    master_sae_id: str = Field("sae-master", min_length=1, max_length=128,
+                               description="the CN of the master SAE's client certificate")
+    slave_sae_id: str = Field("sae-slave", min_length=1, max_length=128,
+                              description="the CN of the slave SAE's client certificate")
+    bob_address: Annotated[Address | None, NoDecode] = Field(
+        None, description="host:port of Bob's DHT node (Alice only)"
+    )
+    key_store_max_keys: int = Field(10_000, ge=1, le=10_000_000,
+                                    description="an integer 1..10000000")
+    max_key_bits: int = Field(16_384, ge=64, le=1_048_576,
+                              description="the longest key one may ask for, bits, 64..1048576")
+    max_running_sessions: int = Field(64, ge=1, le=10_000, description="an integer 1..10000")
+    etsi_key_size: int = Field(256, ge=8, le=1_048_576, multiple_of=8,
+                               description="the ETSI default key size, bits, a multiple of 8")
+    etsi_max_keys_per_request: int = Field(32, ge=1, le=1024, description="an integer 1..1024")
+    etsi_topup_timeout: float = Field(30.0, gt=0, le=600, description="seconds, 0 < t <= 600")
+
     # --- CQKD protocol (issue 3) ---
 
     @field_validator("bootstrap_nodes", mode="before")
@@ -72,6 +109,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [parse_address(part) for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("bob_address", mode="before")
+    @classmethod
+    def _parse_address(cls, value: Any) -> Any:
+        return parse_address(value) if isinstance(value, str) and value.strip() else value or None
 
     @field_validator("node_id")
     @classmethod

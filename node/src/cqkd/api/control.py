@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, Path, Response, status
+from fastapi import Depends, FastAPI, Path, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
@@ -91,7 +91,7 @@ def create_control_app(
         description="Key sessions over the CQKD DHT. Key material needs the bearer token.",
         responses=ERRORS,
     )
-    install_error_handlers(app, validation_status=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    install_error_handlers(app, validation_status=422)
     guarded = [Depends(bearer_token_guard(config.token))]
     started = time.monotonic()
 

@@ -60,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--seed", type=int, default=None, help="seed of the random choices")
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
+    for role, ports in (("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
+                        ("bob", "UDP 6001, HTTP 8002, ETSI 8444")):
+        sub = commands.add_parser(
+            role, help=f"run {role.capitalize()}: DHT node, control API, ETSI 014 ({ports})")
+        _add_settings_flags(sub)
     probe = commands.add_parser("probe", help="exit 0 iff this node's /health answers 200")
+    probe.add_argument("--role", choices=("alice", "bob"), default=None,
+                       help="probe Alice's or Bob's control API (default port 8001 / 8002)")
     _add_settings_flags(probe)
     return parser
 
@@ -200,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cqkd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "probe":
+        if args.role is not None:
+            from cqkd.ports import role_settings
+
+            settings = role_settings(settings, args.role)
         return probe(settings)
     from cqkd.logs import event, setup_logging
 
@@ -207,7 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "local":
             return local(args, settings)
-        asyncio.run(serve(settings, args.command))
+        if args.command in ("alice", "bob"):
+            from cqkd.endpoint import run_endpoint
+
+            asyncio.run(run_endpoint(settings, args.command))
+        else:
+            asyncio.run(serve(settings, args.command))
     except SettingsError as exc:
         print(f"cqkd: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,6 +15,7 @@ from cqkd.dht.bootstrap import Strategy
 
 Address = tuple[str, int]
 _NODE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
+_PUBLIC_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 class LogLevel(StrEnum):
@@ -29,6 +30,11 @@ def parse_address(text: str) -> Address:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text.strip()!r} is not host:port")
     return host.strip("[]"), int(port)
+
+
+class AllocationMode(StrEnum):
+    POOLED = "pooled"
+    DEDICATED = "dedicated"
 
 
 class SettingsError(ValueError):
@@ -102,6 +108,33 @@ class Settings(BaseSettings):
     etsi_topup_timeout: float = Field(30.0, gt=0, le=600, description="seconds, 0 < t <= 600")
 
     # --- CQKD protocol (issue 3) ---
+    owner_key_file: Path | None = Field(
+        None, description="a private key file made by `cqkd keygen` (Alice and Bob)"
+    )
+    trusted_owners: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated public keys (64 hex digits) of Alice and Bob",
+    )
+    allocation_mode: AllocationMode = Field(
+        AllocationMode.POOLED, description="pooled or dedicated"
+    )
+    key_length_factor: float = Field(2.5, ge=2.0, le=20.0, description="lk / lc, 2..20")
+    sample_fraction: float = Field(0.125, gt=0, le=0.5, description="a fraction 0 < f <= 0.5")
+    sample_min_bits: int = Field(8, ge=1, le=4096, description="an integer 1..4096")
+    qber_threshold: float = Field(0.11, gt=0, lt=0.5, description="a ratio 0 < q < 0.5")
+    eavesdrop: float = Field(
+        0.0, ge=0, le=1, description="intercept-resend probability at this worker's QPP, 0..1"
+    )
+    channel_error: float = Field(
+        0.0, ge=0, lt=0.5, description="bit flip probability at this worker's QPM, 0..0.5"
+    )
+    round_timeout: float = Field(2.0, gt=0, le=600, description="seconds, 0 < t <= 600")
+    session_timeout: float = Field(60.0, gt=0, le=3600, description="seconds, 0 < t <= 3600")
+    session_ttl: float = Field(120.0, gt=0, le=86400, description="seconds, 0 < t <= 86400")
+    max_rounds: int = Field(8, ge=1, le=100, description="an integer 1..100")
+    pool_chunk_bits: int = Field(64, ge=1, le=65536, description="an integer 1..65536")
+    worker_cache_seconds: float = Field(10.0, ge=0, le=3600, description="seconds, 0..3600")
+    discovery_lookups: int = Field(2, ge=0, le=64, description="an integer 0..64")
 
     @field_validator("bootstrap_nodes", mode="before")
     @classmethod
@@ -115,6 +148,16 @@ class Settings(BaseSettings):
     def _parse_address(cls, value: Any) -> Any:
         return parse_address(value) if isinstance(value, str) and value.strip() else value or None
 
+    @field_validator("trusted_owners", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for key in value or []:
+            if not _PUBLIC_KEY.match(key):
+                raise ValueError(f"{key[:70]!r} is not a public key of 64 hex digits")
+        return value
+
     @field_validator("node_id")
     @classmethod
     def _check_node_id(cls, value: str | None) -> str | None:
@@ -126,6 +169,10 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def trusted_owner_keys(self) -> list[bytes]:
+        return [bytes.fromhex(key) for key in self.trusted_owners]
 
     @property
     def node_id_bytes(self) -> bytes | None:

@@ -1,0 +1,395 @@
+"""Alice: starts key sessions and drives them to a confirmed key or a clear failure.
+
+A session is rounds of raw positions (the first lk = ceil(2.5 lc), then top-ups for any
+shortfall), each: allocate workers, command them, tell Bob, gather the chunks that came
+through, sift in the order of a fresh permutation. Then error estimation on a sample,
+Cascade, Toeplitz hashing to lc bits and HMAC confirmation; only then both stores get it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from cqkd.dht.node import DhtNode
+from cqkd.logs import event
+from cqkd.metrics import KEY_BITS, QBER, SESSION_DURATION, SESSIONS
+from cqkd.qkd import bb84
+from cqkd.qkd.allocation import Chain, allocate_alice
+from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
+from cqkd.qkd.cascade import Cascade, expected_leak_per_bit, parities
+from cqkd.qkd.channel import (
+    Address,
+    Channel,
+    Message,
+    PeerInfo,
+    ProtocolError,
+    RemoteError,
+    need,
+)
+from cqkd.qkd.crypto import Identity
+from cqkd.qkd.directory import WorkerDirectory
+from cqkd.qkd.estimation import choose_sample, qber, remove_indices
+from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.lengths import h2, raw_length, sample_target, secret_bits
+from cqkd.qkd.session import (
+    CONFIRMATION_FAILED,
+    CONFIRMED,
+    ERROR,
+    OUTCOMES,
+    QBER_EXCEEDED,
+    TIMEOUT,
+    SessionFailed,
+    SessionView,
+)
+from cqkd.qkd.sorting import encode_indices, random_permutation, sifted_key
+from cqkd.qkd.worker import ROUND_KEY_BYTES, Command
+from cqkd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MIN_TOPUP_POSITIONS = 64
+_KEPT_SESSIONS = 10_000
+
+
+@dataclass
+class _Round:
+    chains: list[Chain]
+    spins: dict[int, int] = field(default_factory=dict)
+    valid: dict[int, int] = field(default_factory=dict)
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def chunk_done(self, chunk: int) -> bool:
+        return chunk in self.spins and chunk in self.valid
+
+
+class Alice:
+    def __init__(
+        self,
+        node: DhtNode,
+        identity: Identity,
+        keystore: KeyStore,
+        settings: Settings,
+        bob_address: Address,
+    ) -> None:
+        self.channel = Channel(node, identity)
+        self.identity = identity
+        self.keystore = keystore
+        self.settings = settings
+        self.bob_address = bob_address
+        self.directory = WorkerDirectory(self.channel, settings)
+        self.trusted = frozenset(settings.trusted_owner_keys)
+        self._bob: PeerInfo | None = None
+        self._views: OrderedDict[str, SessionView] = OrderedDict()
+        self._tasks: dict[str, asyncio.Task[SessionView]] = {}
+        self._rounds: dict[bytes, _Round] = {}
+        self.channel.on("push", self._on_push)
+
+    @property
+    def node(self) -> DhtNode:
+        return self.channel.node
+
+    async def start(self) -> None:
+        with contextlib.suppress(SessionFailed):
+            await self._bob_peer()
+        await self.directory.workers(refresh=True)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        for task in list(self._tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # --- public interface ---
+
+    def begin_session(self, key_bits: int) -> str:
+        """Start a session in the background; its process_id. ValueError for a bad length."""
+        if isinstance(key_bits, bool) or not isinstance(key_bits, int):
+            raise ValueError("key length must be an integer number of bits")
+        if not 1 <= key_bits <= self.settings.max_key_bits:
+            raise ValueError(f"key length must be 1..{self.settings.max_key_bits} bits")
+        process_id = secrets.token_hex(16)
+        view = SessionView(process_id, "running", None, key_bits, 0, None, None, None, None, None)
+        self._views[process_id] = view
+        while len(self._views) > _KEPT_SESSIONS:
+            self._views.popitem(last=False)
+        task = asyncio.create_task(self._run(view))
+        self._tasks[process_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(process_id, None))
+        return process_id
+
+    async def run_session(self, key_bits: int) -> SessionView:
+        process_id = self.begin_session(key_bits)
+        return await asyncio.shield(self._tasks[process_id])
+
+    def session(self, process_id: str) -> SessionView | None:
+        return self._views.get(process_id)
+
+    def network_status(self) -> dict[str, object]:
+        status = self.directory.status()
+        status["role"] = "alice"
+        status["bob_reachable"] = self._bob is not None
+        return status
+
+    # --- session ---
+
+    async def _bob_peer(self) -> PeerInfo:
+        if self._bob is None:
+            bob = await self.channel.hello(self.bob_address)
+            if bob is None:
+                raise SessionFailed(ERROR, f"Bob at {self.bob_address[0]}:{self.bob_address[1]} "
+                                           "does not answer")
+            if self.trusted and bob.public_key not in self.trusted:
+                raise SessionFailed(ERROR, "Bob's public key is not among TRUSTED_OWNERS")
+            self._bob = bob
+        return self._bob
+
+    async def _run(self, view: SessionView) -> SessionView:
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(self.settings.session_timeout):
+                await self._exchange(view)
+            view.status, view.outcome = "confirmed", CONFIRMED
+        except SessionFailed as exc:
+            view.status, view.outcome, view.error = "failed", exc.outcome, str(exc)
+        except TimeoutError:
+            view.status, view.outcome = "failed", TIMEOUT
+            view.error = f"no confirmed key within {self.settings.session_timeout:g} s"
+        except Exception as exc:  # the session ends; the process keeps serving
+            view.status, view.outcome = "failed", ERROR
+            view.error = f"internal error: {type(exc).__name__}"
+            event(log, "session_error", logging.ERROR, process_id=view.process_id,
+                  error=type(exc).__name__)
+        view.duration_seconds = time.monotonic() - began
+        if view.outcome != CONFIRMED and self._bob is not None:
+            with contextlib.suppress(Exception):
+                await self.channel.send(self._bob, {"k": "abort", "pid": view.process_id,
+                                                    "outcome": view.outcome})
+        SESSIONS.labels(outcome=view.outcome).inc()
+        SESSION_DURATION.observe(view.duration_seconds)
+        event(log, "session_finished", process_id=view.process_id, outcome=view.outcome,
+              key_bits=view.key_bits, raw_bits=view.raw_bits, sifted_bits=view.sifted_bits,
+              qber=view.qber, seconds=round(view.duration_seconds, 4), error=view.error)
+        return view
+
+    async def _exchange(self, view: SessionView) -> None:
+        s = self.settings
+        lc = view.key_bits
+        bob = await self._bob_peer()
+        pool = bytearray()
+        reconciled = leaked = sampled = errors = sifted_total = 0
+        assigned: dict[bytes, str] = {}
+        positions = raw_length(lc, s.key_length_factor)
+        refresh = False
+        for round_no in range(s.max_rounds):
+            fresh, lost = await self._round(view, bob, round_no, positions, assigned, refresh)
+            refresh = lost
+            sifted_total += len(fresh)
+            take = min(len(fresh), sample_target(sifted_total, s.sample_fraction,
+                                                 s.sample_min_bits) - sampled)
+            indices = choose_sample(len(fresh), max(0, take))
+            reply = await self._ask(bob, {
+                "k": "sample", "pid": view.process_id, "round": round_no,
+                "idx": encode_indices(indices),
+                "bits": bytes(fresh[i] for i in indices),
+            })
+            errors += _count(reply, "errors", len(indices))
+            sampled += len(indices)
+            pool.extend(remove_indices(fresh, indices))
+            view.sifted_bits = sifted_total
+            view.qber = q = qber(errors, sampled)
+            KEY_BITS.labels(stage="sifted").inc(len(fresh))
+            KEY_BITS.labels(stage="sampled").inc(len(indices))
+            if q > s.qber_threshold:
+                await self._reveal(view, bob, pool, errors, sampled)
+            per_bit = expected_leak_per_bit(q)
+            unreconciled = len(pool) - reconciled
+            if secret_bits(len(pool), q, leaked + math.ceil(per_bit * unreconciled)) >= lc:
+                leaked += await self._reconcile(view, bob, pool, reconciled, q)
+                reconciled = len(pool)
+                if secret_bits(len(pool), q, leaked) >= lc:
+                    await self._confirm(view, bob, pool)
+                    return
+            rate = 1.0 - h2(q) - per_bit
+            if rate <= 0:
+                raise SessionFailed(QBER_EXCEEDED, f"no secret key is possible at QBER {q:.3f}")
+            wanted = math.ceil((lc + leaked - per_bit * reconciled) / rate) - len(pool)
+            kept_fraction = 0.5 * (1.0 - s.sample_fraction)
+            positions = max(MIN_TOPUP_POSITIONS, math.ceil(max(wanted, 1) / kept_fraction))
+        raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds of raw positions")
+
+    async def _ask(self, bob: PeerInfo, message: Message) -> Message:
+        try:
+            reply = await self.channel.send(bob, message)
+        except RemoteError as exc:
+            outcome, _, text = str(exc).partition(": ")
+            if outcome in OUTCOMES and text:
+                raise SessionFailed(outcome, f"Bob: {text}") from None
+            raise SessionFailed(ERROR, f"Bob refused {message['k']!r}: {exc}") from None
+        if reply is None:
+            raise SessionFailed(TIMEOUT, f"Bob did not answer {message['k']!r}")
+        return reply
+
+    async def _round(
+        self, view: SessionView, bob: PeerInfo, round_no: int, positions: int,
+        assigned: dict[bytes, str], refresh: bool,
+    ) -> tuple[bytearray, bool]:
+        """Steps 2-19 for `positions` raw positions: the sifted bits of the chains that
+        completed at both ends, and whether any chain was lost."""
+        s = self.settings
+        workers = await self.directory.workers(refresh=refresh)
+        chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits, assigned)
+        round_key = secrets.token_bytes(ROUND_KEY_BYTES)
+        order = random_permutation(positions)
+        state = self._rounds[round_key] = _Round(chains)
+        me = PeerInfo("", 0, self.identity.public_key)
+        try:
+            sinks = [(c, role) for c in chains for role in ("QPC", "QPM", "QPP")]
+            acks = await asyncio.gather(*(
+                self._command(view, round_key, c, role, me, bob) for c, role in sinks))
+            broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
+            live = [c for c in chains if c.chunk not in broken]
+            round_msg = {
+                "k": "round", "pid": view.process_id, "round": round_no, "lc": view.key_bits,
+                "mode": s.allocation_mode, "rk": round_key, "n": positions,
+                "order": encode_indices(order),
+                "chains": [[c.chunk, c.start, c.count, c.workers["QPM"].to_wire(),
+                            c.workers["QPC"].public_key] for c in live],
+                "used": [key for key, role in assigned.items() if role != "BG_B"],
+            }
+            sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
+            bob_reply, *_ = await asyncio.gather(
+                self._ask(bob, round_msg),
+                *(self._command(view, round_key, c, role, me, bob) for c, role in sources),
+            )
+            for key in need(bob_reply, "bgb", list):
+                if isinstance(key, bytes):
+                    assigned[key] = "BG_B"
+            if live:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(s.round_timeout):
+                        await state.complete.wait()
+            have = [c.chunk for c in live if state.chunk_done(c.chunk)]
+            reply = await self._ask(bob, {"k": "collect", "pid": view.process_id,
+                                          "round": round_no, "chunks": have})
+            agreed = set(need(reply, "chunks", list)) & set(have)
+            spins = valid = 0
+            for c in chains:
+                if c.chunk in agreed:
+                    spins |= state.spins[c.chunk] << c.start
+                    valid |= state.valid[c.chunk] << c.start
+            view.raw_bits += positions
+            KEY_BITS.labels(stage="raw").inc(positions)
+            lost = len(agreed) < len(chains)
+            if lost:
+                event(log, "chains_lost", process_id=view.process_id, round=round_no,
+                      lost=len(chains) - len(agreed), chains=len(chains))
+            return sifted_key(spins, valid, order), lost
+        finally:
+            del self._rounds[round_key]
+
+    async def _command(
+        self, view: SessionView, round_key: bytes, chain: Chain, role: str,
+        me: PeerInfo, bob: PeerInfo,
+    ) -> bool:
+        feeds = {"QSG": {"QPP": chain.workers["QPP"], "ALICE": me},
+                 "BG_A": {"QPP": chain.workers["QPP"]},
+                 "QPP": {"QPM": chain.workers["QPM"]},
+                 "QPM": {"BOB": bob, "QPC": chain.workers["QPC"]},
+                 "QPC": {"ALICE": me, "BOB": bob}}[role]
+        command = Command(view.process_id, round_key, role, chain.chunk, chain.count, feeds,
+                          time.time())
+        try:
+            reply = await self.channel.send(
+                chain.workers[role], {"k": "command", "cmd": self.identity.sign(command.to_wire())})
+        except Exception as exc:
+            event(log, "command_refused", logging.WARNING, role=role, error=str(exc)[:120])
+            return False
+        return reply is not None
+
+    async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
+        state = self._rounds.get(need(message, "rk", bytes))
+        if state is None:
+            raise ProtocolError("push for an unknown or finished round")
+        chunk = need(message, "chunk", int)
+        chain = next((c for c in state.chains if c.chunk == chunk), None)
+        kind = message.get("t")
+        if chain is None or kind not in ("s", "v"):
+            raise ProtocolError("unexpected push")
+        expected = chain.workers["QSG" if kind == "s" else "QPC"].public_key
+        if sender != expected:
+            raise ProtocolError("push from a worker that does not hold that role")
+        data = need(message, "d", list)
+        if len(data) != 1 or not isinstance(data[0], bytes):
+            raise ProtocolError("bad push payload")
+        try:
+            vector = bb84.from_bytes(data[0], chain.count)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
+        if all(state.chunk_done(c.chunk) for c in state.chains):
+            state.complete.set()
+        return {"ok": True}
+
+    async def _reveal(
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, errors: int, sampled: int
+    ) -> None:
+        """The key is lost anyway: compare every remaining bit for a precise QBER, then fail."""
+        reply = await self._ask(bob, {"k": "reveal", "pid": view.process_id, "bits": bytes(pool)})
+        errors += _count(reply, "errors", len(pool))
+        view.qber = qber(errors, sampled + len(pool))
+        QBER.set(view.qber)
+        raise SessionFailed(
+            QBER_EXCEEDED,
+            f"QBER {view.qber:.3f} is above the threshold {self.settings.qber_threshold:g}: "
+            "possible eavesdropper, no key delivered",
+        )
+
+    async def _reconcile(
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, start: int, q: float
+    ) -> int:
+        """Cascade over pool[start:]; the parity bits it disclosed."""
+        segment = pool[start:]
+        if not segment:
+            return 0
+        seed = secrets.token_bytes(16)
+        machine = Cascade(len(segment), q, seed)
+        while ranges := machine.queries():
+            reply = await self._ask(bob, {
+                "k": "cascade", "pid": view.process_id, "start": start, "n": len(segment),
+                "q": q, "seed": seed, "par": bytes(parities(segment, machine, ranges)),
+            })
+            flags = need(reply, "flags", bytes)
+            if len(flags) != len(ranges) or any(f > 1 for f in flags):
+                raise SessionFailed(ERROR, "Bob answered Cascade with bad flags")
+            machine.answer([bool(f) for f in flags])
+        return machine.leaked
+
+    async def _confirm(self, view: SessionView, bob: PeerInfo, pool: bytearray) -> None:
+        seed = secrets.token_bytes(SEED_BYTES)
+        key = toeplitz_hash(pool, view.key_bits, seed)
+        key_id = str(uuid.uuid4())
+        tag = confirmation_tag(key, view.process_id)
+        reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
+                                      "tag": tag, "kid": key_id})
+        if not tags_match(tag, need(reply, "tag", bytes)):
+            raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
+        self.keystore.add(key_id, key)
+        view.key_id = key_id
+        KEY_BITS.labels(stage="final").inc(view.key_bits)
+        QBER.set(view.qber or 0.0)
+
+
+def _count(reply: Message, name: str, limit: int) -> int:
+    value = need(reply, name, int)
+    if not 0 <= value <= limit:
+        raise SessionFailed(ERROR, f"Bob answered an impossible {name} count")
+    return value

@@ -1,0 +1,365 @@
+"""Bob: receives Alice's sessions, allocates BG_B, collects his measured bits, and answers
+her error estimation, Cascade and confirmation. He stores a key only once its tag matched.
+
+Everything from Alice arrives sealed by her key, which must be among TRUSTED_OWNERS (when
+that list is set). Session state lives until the session ends or its TTL passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from cqkd.dht.node import DhtNode
+from cqkd.logs import event
+from cqkd.qkd import bb84
+from cqkd.qkd.allocation import allocate_bob
+from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
+from cqkd.qkd.cascade import Cascade, parities
+from cqkd.qkd.channel import Address, Channel, Message, PeerInfo, ProtocolError, need
+from cqkd.qkd.crypto import Identity
+from cqkd.qkd.directory import WorkerDirectory
+from cqkd.qkd.estimation import mismatches, qber, remove_indices
+from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.session import (
+    CONFIRMATION_FAILED,
+    CONFIRMED,
+    ERROR,
+    TIMEOUT,
+    SessionFailed,
+    SessionView,
+)
+from cqkd.qkd.sorting import check_permutation, decode_indices, sifted_key
+from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command
+from cqkd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_KEPT_SESSIONS = 10_000
+MAX_ROUND_POSITIONS = 1 << 22
+
+
+@dataclass
+class _Chain:
+    start: int
+    count: int
+    measured: int | None = None
+    valid: int | None = None
+    qpm: bytes = b""
+    qpc: bytes = b""
+
+    @property
+    def done(self) -> bool:
+        return self.measured is not None and self.valid is not None
+
+
+@dataclass
+class _Round:
+    process_id: str
+    positions: int
+    order: list[int]
+    chains: dict[int, _Chain]
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    fresh: bytearray | None = None
+
+
+@dataclass
+class _Session:
+    view: SessionView
+    alice: bytes
+    began: float
+    expires: float
+    assigned: dict[bytes, str] = field(default_factory=dict)
+    rounds: dict[int, bytes] = field(default_factory=dict)
+    pool: bytearray = field(default_factory=bytearray)
+    sampled: int = 0
+    errors: int = 0
+    cascade: Cascade | None = None
+    cascade_span: tuple[int, int] = (0, 0)
+
+
+class Bob:
+    def __init__(
+        self, node: DhtNode, identity: Identity, keystore: KeyStore, settings: Settings
+    ) -> None:
+        self.channel = Channel(node, identity)
+        self.identity = identity
+        self.keystore = keystore
+        self.settings = settings
+        self.directory = WorkerDirectory(self.channel, settings)
+        self.trusted = frozenset(settings.trusted_owner_keys)
+        self._sessions: dict[str, _Session] = {}
+        self._views: OrderedDict[str, SessionView] = OrderedDict()
+        self._rounds: dict[bytes, _Round] = {}
+        for kind, handler in {
+            "round": self._on_round, "push": self._on_push, "collect": self._on_collect,
+            "sample": self._on_sample, "reveal": self._on_reveal, "cascade": self._on_cascade,
+            "confirm": self._on_confirm, "abort": self._on_abort,
+        }.items():
+            self.channel.on(kind, handler)
+
+    @property
+    def node(self) -> DhtNode:
+        return self.channel.node
+
+    async def start(self) -> None:
+        await self.directory.workers(refresh=True)
+
+    async def stop(self) -> None:
+        for pid in list(self._sessions):
+            self._finish(pid, "failed", TIMEOUT, "Bob stopped")
+
+    def session(self, process_id: str) -> SessionView | None:
+        return self._views.get(process_id)
+
+    def network_status(self) -> dict[str, object]:
+        status = self.directory.status()
+        status["role"] = "bob"
+        return status
+
+    # --- session bookkeeping ---
+
+    def _session(self, sender: bytes, message: Message) -> _Session:
+        pid = need(message, "pid", str)
+        session = self._sessions.get(pid)
+        if session is None or session.alice != sender:
+            raise ProtocolError("unknown or finished session")
+        return session
+
+    def _finish(self, pid: str, status: str, outcome: str, error: str | None) -> None:
+        session = self._sessions.pop(pid, None)
+        if session is None:
+            return
+        view = session.view
+        view.status, view.outcome, view.error = status, outcome, error  # type: ignore[assignment]
+        view.duration_seconds = time.monotonic() - session.began
+        for key in [k for k, r in self._rounds.items() if r.process_id == pid]:
+            del self._rounds[key]
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for pid in [p for p, s in self._sessions.items() if s.expires < now]:
+            self._finish(pid, "failed", TIMEOUT, "session expired at Bob")
+
+    # --- handlers ---
+
+    async def _on_round(self, sender: bytes, address: Address, message: Message) -> Message:
+        if self.trusted and sender not in self.trusted:
+            raise ProtocolError("sender is not among TRUSTED_OWNERS")
+        self._expire()
+        pid = need(message, "pid", str)
+        if not PROCESS_ID.match(pid):
+            raise ProtocolError("process_id must be 32 hex digits")
+        session = self._sessions.get(pid)
+        if session is None:
+            if pid in self._views:
+                raise ProtocolError("session already finished")
+            lc = need(message, "lc", int)
+            if not 1 <= lc <= self.settings.max_key_bits:
+                raise ProtocolError(f"key length must be 1..{self.settings.max_key_bits} bits")
+            now = time.monotonic()
+            view = SessionView(pid, "running", None, lc, 0, None, None, None, None, None)
+            session = _Session(view, sender, now, now + self.settings.session_ttl)
+            self._sessions[pid] = session
+            self._views[pid] = view
+            while len(self._views) > _KEPT_SESSIONS:
+                self._views.popitem(last=False)
+        elif session.alice != sender:
+            raise ProtocolError("unknown or finished session")
+        round_no = need(message, "round", int)
+        round_key = need(message, "rk", bytes)
+        positions = need(message, "n", int)
+        if round_no in session.rounds or len(round_key) != ROUND_KEY_BYTES:
+            raise ProtocolError("bad or repeated round")
+        if not 0 < positions <= MAX_ROUND_POSITIONS:
+            raise ProtocolError("bad round size")
+        try:
+            order = decode_indices(need(message, "order", bytes), positions)
+            check_permutation(order, positions)
+        except ValueError as exc:
+            raise ProtocolError(f"sorting rule: {exc}") from None
+        chains: dict[int, _Chain] = {}
+        qpms: list[tuple[int, PeerInfo]] = []
+        for item in need(message, "chains", list):
+            if not (isinstance(item, list) and len(item) == 5
+                    and all(type(v) is int for v in item[:3]) and isinstance(item[4], bytes)):
+                raise ProtocolError("bad chain description")
+            chunk, start, count = item[:3]
+            if not (start >= 0 and 0 < count <= MAX_CHUNK_POSITIONS
+                    and start + count <= positions) or chunk in chains:
+                raise ProtocolError("bad chain positions")
+            qpm = PeerInfo.from_wire(item[3])
+            chains[chunk] = _Chain(start, count, qpm=qpm.public_key, qpc=item[4])
+            qpms.append((chunk, qpm))
+        for key in need(message, "used", list):
+            if isinstance(key, bytes) and session.assigned.get(key) != "BG_B":
+                session.assigned[key] = "ALICE"
+        mode = need(message, "mode", str)
+        try:
+            workers = await self.directory.workers()
+            generators = allocate_bob(workers, len(qpms), mode, session.assigned)
+        except SessionFailed as exc:
+            raise ProtocolError(f"{exc.outcome}: {exc}") from None
+        state = _Round(pid, positions, order, chains)
+        self._rounds[round_key] = state
+        session.rounds[round_no] = round_key
+        session.view.raw_bits += positions
+        commands = []
+        for (chunk, qpm), worker in zip(qpms, generators, strict=True):
+            command = Command(pid, round_key, "BG_B", chunk, chains[chunk].count, {"QPM": qpm},
+                              time.time())
+            signed = self.identity.sign(command.to_wire())
+            commands.append(self.channel.send(worker, {"k": "command", "cmd": signed}))
+        results = await asyncio.gather(*commands, return_exceptions=True)
+        failed = sum(1 for r in results if r is None or isinstance(r, BaseException))
+        if failed:
+            event(log, "bg_b_commands_failed", logging.WARNING, process_id=pid, failed=failed)
+        return {"bgb": [w.public_key for w in generators]}
+
+    async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
+        state = self._rounds.get(need(message, "rk", bytes))
+        if state is None:
+            raise ProtocolError("push for an unknown or finished round")
+        chain = state.chains.get(need(message, "chunk", int))
+        kind = message.get("t")
+        if chain is None or kind not in ("m", "v"):
+            raise ProtocolError("unexpected push")
+        if kind == "m" and sender != chain.qpm:
+            raise ProtocolError("measured bits from a worker that is not this chain's QPM")
+        if kind == "v" and sender != chain.qpc:
+            raise ProtocolError("valid positions from a worker that is not this chain's QPC")
+        data = need(message, "d", list)
+        if len(data) != 1 or not isinstance(data[0], bytes):
+            raise ProtocolError("bad push payload")
+        try:
+            vector = bb84.from_bytes(data[0], chain.count)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from None
+        if kind == "m" and chain.measured is None:
+            chain.measured = vector
+        elif kind == "v" and chain.valid is None:
+            chain.valid = vector
+        state.changed.set()
+        return {"ok": True}
+
+    def _round_of(self, session: _Session, message: Message) -> _Round:
+        round_key = session.rounds.get(need(message, "round", int))
+        state = self._rounds.get(round_key) if round_key is not None else None
+        if state is None:
+            raise ProtocolError("unknown round")
+        return state
+
+    async def _on_collect(self, sender: bytes, address: Address, message: Message) -> Message:
+        session = self._session(sender, message)
+        state = self._round_of(session, message)
+        if state.fresh is not None:
+            raise ProtocolError("round already collected")
+        wanted = [c for c in need(message, "chunks", list) if c in state.chains]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.round_timeout):
+                while not all(state.chains[c].done for c in wanted):
+                    state.changed.clear()
+                    await state.changed.wait()
+        agreed = [c for c in wanted if state.chains[c].done]
+        measured = valid = 0
+        for chunk in agreed:
+            chain = state.chains[chunk]
+            measured |= (chain.measured or 0) << chain.start
+            valid |= (chain.valid or 0) << chain.start
+        state.fresh = sifted_key(measured, valid, state.order)
+        return {"chunks": agreed}
+
+    async def _on_sample(self, sender: bytes, address: Address, message: Message) -> Message:
+        session = self._session(sender, message)
+        state = self._round_of(session, message)
+        fresh = state.fresh
+        if fresh is None:
+            raise ProtocolError("round not collected yet")
+        try:
+            indices = decode_indices(need(message, "idx", bytes), len(fresh))
+            errors = mismatches(fresh, indices, need(message, "bits", bytes))
+        except ValueError as exc:
+            raise ProtocolError(f"sample: {exc}") from None
+        session.pool.extend(remove_indices(fresh, indices))
+        session.sampled += len(indices)
+        session.errors += errors
+        view = session.view
+        view.sifted_bits = (view.sifted_bits or 0) + len(fresh)
+        view.qber = qber(session.errors, session.sampled)
+        state.fresh = bytearray()
+        return {"errors": errors}
+
+    async def _on_reveal(self, sender: bytes, address: Address, message: Message) -> Message:
+        session = self._session(sender, message)
+        bits = need(message, "bits", bytes)
+        if len(bits) != len(session.pool):
+            raise ProtocolError("revealed bits do not match the sifted key length")
+        errors = sum(a != b for a, b in zip(session.pool, bits, strict=True))
+        session.view.qber = qber(session.errors + errors, session.sampled + len(bits))
+        return {"errors": errors}
+
+    async def _on_cascade(self, sender: bytes, address: Address, message: Message) -> Message:
+        session = self._session(sender, message)
+        start, n = need(message, "start", int), need(message, "n", int)
+        if not (start >= 0 and n > 0 and start + n == len(session.pool)):
+            raise ProtocolError("Cascade span does not match the sifted key")
+        if session.cascade is None or session.cascade_span != (start, n):
+            q = need(message, "q", float)
+            if not 0.0 <= q <= 0.5:
+                raise ProtocolError("bad QBER")
+            session.cascade = Cascade(n, q, need(message, "seed", bytes))
+            session.cascade_span = (start, n)
+        machine = session.cascade
+        ranges = machine.queries()
+        theirs = need(message, "par", bytes)
+        if len(theirs) != len(ranges):
+            raise ProtocolError(f"expected {len(ranges)} parities")
+        segment = session.pool[start:]
+        flags = [a != b for a, b in zip(theirs, parities(segment, machine, ranges), strict=True)]
+        for position in machine.answer(flags):
+            session.pool[start + position] ^= 1
+        return {"flags": bytes(flags)}
+
+    async def _on_confirm(self, sender: bytes, address: Address, message: Message) -> Message:
+        session = self._session(sender, message)
+        seed, tag = need(message, "seed", bytes), need(message, "tag", bytes)
+        key_id = need(message, "kid", str)
+        if len(seed) != SEED_BYTES:
+            raise ProtocolError("bad Toeplitz seed")
+        try:
+            uuid.UUID(key_id)
+        except ValueError:
+            raise ProtocolError("key_ID must be a UUID") from None
+        view = session.view
+        if len(session.pool) < view.key_bits:
+            raise ProtocolError("sifted key shorter than the key asked for")
+        key = toeplitz_hash(session.pool, view.key_bits, seed)
+        own = confirmation_tag(key, view.process_id)
+        if tags_match(own, tag):
+            self.keystore.add(key_id, key)
+            view.key_id = key_id
+            self._finish(view.process_id, "confirmed", CONFIRMED, None)
+        else:
+            self._finish(view.process_id, "failed", CONFIRMATION_FAILED,
+                         "Alice's and Bob's keys differ; discarded")
+        return {"tag": own}
+
+    async def _on_abort(self, sender: bytes, address: Address, message: Message) -> Message:
+        pid = need(message, "pid", str)
+        view = self._views.get(pid)
+        session = self._sessions.get(pid)
+        if view is None or (session is not None and session.alice != sender):
+            raise ProtocolError("unknown session")
+        outcome = message.get("outcome")
+        outcome = outcome if isinstance(outcome, str) and len(outcome) < 32 else ERROR
+        if view.key_id is not None:  # Alice never saw our confirmation: withdraw the key
+            self.keystore.pop(view.key_id)
+            view.key_id = None
+        self._finish(pid, "failed", outcome, "aborted by Alice")
+        view.status, view.outcome, view.error = "failed", outcome, "aborted by Alice"
+        return {"ok": True}

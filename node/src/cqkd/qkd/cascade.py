@@ -1,0 +1,127 @@
+"""Cascade error reconciliation as a pure state machine that Alice and Bob both run.
+
+Each step the machine names ranges (pass, start, end) of its pass order. Alice sends her
+parities of them; Bob compares with his own and answers one mismatch flag per range. Both
+feed the flags to their machine, so both derive the same next ranges; only Bob flips the
+bits the machine locates. Every range asked costs one disclosed parity bit (`leaked`).
+
+Passes: block size k1 = ceil(0.73 / QBER), doubling each pass; pass 1 in key order, later
+passes in public pseudo-random orders from a shared seed. Within a step all odd blocks are
+searched at once (one round trip per halving); a corrected bit toggles the parity of its
+block in every pass begun, which starts (or cancels) the search there: the cascade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Sequence
+
+Range = tuple[int, int, int]  # (pass, start, end) in that pass's order
+PASSES = 4
+QBER_FLOOR = 0.01  # block size for a sample that showed no error
+
+
+def first_block_size(qber: float, n: int) -> int:
+    return max(2, min(n, math.ceil(0.73 / max(qber, QBER_FLOOR))))
+
+
+def expected_leak_per_bit(qber: float) -> float:
+    """Parities disclosed per key bit, roughly: top-level blocks plus binary searches."""
+    k1 = math.ceil(0.73 / max(qber, QBER_FLOOR))
+    top = sum(1 / (k1 << p) for p in range(PASSES))
+    return top + qber * (math.log2(k1) + 1)
+
+
+class Cascade:
+    def __init__(self, n: int, qber: float, seed: bytes) -> None:
+        if n < 1:
+            raise ValueError("nothing to reconcile")
+        self.n = n
+        k1 = first_block_size(qber, n)
+        self.block_sizes = [min(n, k1 << p) for p in range(PASSES)]
+        self.orders: list[list[int]] = [list(range(n))]
+        for p in range(1, PASSES):
+            order = list(range(n))
+            random.Random(hashlib.sha256(seed + bytes([p])).digest()).shuffle(order)
+            self.orders.append(order)
+        self.where: list[list[int]] = []
+        for order in self.orders:
+            inverse = [0] * n
+            for index, position in enumerate(order):
+                inverse[position] = index
+            self.where.append(inverse)
+        self.current_pass = -1
+        self.odd: list[set[int]] = [set() for _ in range(PASSES)]
+        self.searches: dict[tuple[int, int], tuple[int, int]] = {}
+        self.leaked = 0
+        self._asked: list[Range] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.current_pass >= PASSES - 1 and not self.searches
+
+    def queries(self) -> list[Range]:
+        """The ranges whose parity comparison the next step needs; [] when finished."""
+        if self._asked is not None:
+            return self._asked
+        if self.searches:
+            asked = [
+                (p, start, (start + end) // 2)
+                for (p, _), (start, end) in sorted(self.searches.items())
+            ]
+        elif self.current_pass < PASSES - 1:
+            self.current_pass += 1
+            p, k = self.current_pass, self.block_sizes[self.current_pass]
+            asked = [(p, start, min(start + k, self.n)) for start in range(0, self.n, k)]
+        else:
+            asked = []
+        self._asked = asked
+        return asked
+
+    def answer(self, mismatch: Sequence[bool]) -> list[int]:
+        """Feed one flag per range of `queries()`; returns the key positions Bob must flip."""
+        asked = self.queries()
+        if len(mismatch) != len(asked):
+            raise ValueError(f"expected {len(asked)} parity flags, got {len(mismatch)}")
+        self._asked = None
+        self.leaked += len(asked)
+        if not self.searches:
+            p = self.current_pass
+            k = self.block_sizes[p]
+            for (_, start, end), odd in zip(asked, mismatch, strict=True):
+                if odd:
+                    self.odd[p].add(start // k)
+                    self.searches[(p, start // k)] = (start, end)
+        else:
+            for key, (_, _, mid), odd in zip(sorted(self.searches), asked, mismatch, strict=True):
+                start, end = self.searches[key]
+                self.searches[key] = (start, mid) if odd else (mid, end)
+        flips = []
+        for key in sorted(k for k, (s, e) in self.searches.items() if e - s == 1):
+            located = self.searches.get(key)
+            if located is None or located[1] - located[0] != 1:
+                continue  # cancelled by a flip earlier in this step
+            position = self.orders[key[0]][located[0]]
+            flips.append(position)
+            self._toggle(position)
+        return flips
+
+    def _toggle(self, position: int) -> None:
+        for p in range(self.current_pass + 1):
+            k = self.block_sizes[p]
+            block = self.where[p][position] // k
+            if block in self.odd[p]:
+                self.odd[p].discard(block)
+                self.searches.pop((p, block), None)
+            else:
+                self.odd[p].add(block)
+                self.searches[(p, block)] = (block * k, min(block * k + k, self.n))
+
+
+def parities(key: Sequence[int], machine: Cascade, ranges: Sequence[Range]) -> list[int]:
+    """This side's parity of each range."""
+    return [
+        sum(key[i] for i in machine.orders[p][start:end]) & 1 for p, start, end in ranges
+    ]

@@ -1,0 +1,237 @@
+"""Sealed request/answer messages between CQKD nodes over the DHT's `app` RPCs.
+
+A message is a msgpack map, sealed to the receiver (crypto.py). Messages over the RPC size
+limit travel as fragments (sent first, each acknowledged) and the last fragment carries
+the answer. Answers are sealed back to the sender. A handler rejects bad input by raising
+ProtocolError: the sender gets its message (never key material) and raises RemoteError.
+
+`hello` is the one plain RPC: public key, roles offered and load, for discovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode
+from cqkd.logs import event
+from cqkd.qkd.crypto import KEY_BYTES, CryptoFailure, Identity
+
+log = logging.getLogger(__name__)
+
+RPC_HELLO = "cqkd_hello"
+RPC_MESSAGE = "cqkd_msg"
+Address = tuple[str, int]
+Message = dict[str, Any]
+
+_WHOLE, _FRAGMENT = 0, 1
+_FRAGMENT_HEADER = 1 + 8 + 2 + 2
+_FRAGMENT_DATA = MAX_PAYLOAD_BYTES - _FRAGMENT_HEADER
+_MAX_MESSAGE_BYTES = 1 << 20
+_REASSEMBLY_TTL = 30.0
+_REASSEMBLY_LIMIT = 64 << 20
+
+
+class ProtocolError(ValueError):
+    """A message this node refuses; the text goes back to the sender, so no secrets in it."""
+
+
+class RemoteError(RuntimeError):
+    """The peer refused our message with a ProtocolError."""
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A node as its hello describes it."""
+
+    host: str
+    port: int
+    public_key: bytes
+    roles: tuple[str, ...] = ()
+    load: int = 0
+
+    @property
+    def address(self) -> Address:
+        return (self.host, self.port)
+
+    def to_wire(self) -> list[Any]:
+        return [self.host, self.port, self.public_key]
+
+    @classmethod
+    def from_wire(cls, value: Any, sender: Address | None = None) -> PeerInfo:
+        """Parse [host, port, key]; host "" (port 0) stands for `sender`, when given."""
+        if sender is not None and isinstance(value, list) and value[:2] == ["", 0]:
+            value = [sender[0], sender[1], *value[2:]]
+        if not (
+            isinstance(value, list | tuple)
+            and len(value) == 3
+            and isinstance(value[0], str)
+            and type(value[1]) is int
+            and 0 < value[1] < 65536
+            and isinstance(value[2], bytes)
+            and len(value[2]) == KEY_BYTES
+        ):
+            raise ProtocolError("bad peer description")
+        return cls(value[0], value[1], value[2])
+
+
+Handler = Callable[[bytes, Address, Message], Awaitable[Message]]
+
+
+def need(message: Message, name: str, kind: type | tuple[type, ...]) -> Any:
+    """Field `name` of a received message, checked for type."""
+    value = message.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"field {name!r} missing or of the wrong type")
+    return value
+
+
+class Channel:
+    """One node's sealed messaging: register handlers by message kind, send to peers."""
+
+    def __init__(self, node: DhtNode, identity: Identity, roles: tuple[str, ...] = ()) -> None:
+        self.node = node
+        self.identity = identity
+        self.roles = roles
+        self.load = 0
+        self._handlers: dict[str, Handler] = {}
+        self._fragments: dict[tuple[Address, bytes], tuple[float, list[bytes | None]]] = {}
+        self._buffered = 0
+        node.register_rpc(RPC_HELLO, self._on_hello)
+        node.register_rpc(RPC_MESSAGE, self._on_message)
+
+    def on(self, kind: str, handler: Handler) -> None:
+        self._handlers[kind] = handler
+
+    # --- discovery ---
+
+    async def _on_hello(self, sender: Address, payload: bytes) -> bytes:
+        return msgpack.packb([self.identity.public_key, list(self.roles), self.load])
+
+    async def hello(self, address: Address) -> PeerInfo | None:
+        answer = await self.node.call(address, RPC_HELLO, b"")
+        if answer is None:
+            return None
+        try:
+            key, roles, load = msgpack.unpackb(answer)
+            if not (isinstance(key, bytes) and len(key) == KEY_BYTES and type(load) is int):
+                return None
+            return PeerInfo(address[0], address[1], key, tuple(str(r) for r in roles), load)
+        except (ValueError, TypeError, msgpack.ExtraData):
+            return None
+
+    # --- sending ---
+
+    async def send(self, peer: PeerInfo, message: Message) -> Message | None:
+        """Deliver `message` and return the peer's answer; None if it did not answer.
+
+        Raises RemoteError if the peer refused the message.
+        """
+        sealed = self.identity.seal(peer.public_key, msgpack.packb(message))
+        if len(sealed) + 1 <= MAX_PAYLOAD_BYTES:
+            answer = await self.node.call(peer.address, RPC_MESSAGE, bytes((_WHOLE,)) + sealed)
+        else:
+            answer = await self._send_fragments(peer.address, sealed)
+        if answer is None:
+            return None
+        try:
+            sender, body = self.identity.open(answer)
+            reply = msgpack.unpackb(body)
+        except (CryptoFailure, ValueError, msgpack.ExtraData):
+            return None
+        if sender != peer.public_key or not isinstance(reply, dict):
+            return None
+        if "error" in reply:
+            raise RemoteError(str(reply["error"]))
+        return reply
+
+    async def _send_fragments(self, address: Address, sealed: bytes) -> bytes | None:
+        if len(sealed) > _MAX_MESSAGE_BYTES:
+            raise ValueError(f"message of {len(sealed)} bytes is over {_MAX_MESSAGE_BYTES}")
+        parts = [sealed[i : i + _FRAGMENT_DATA] for i in range(0, len(sealed), _FRAGMENT_DATA)]
+        message_id = os.urandom(8)
+
+        def frame(index: int) -> bytes:
+            header = bytes((_FRAGMENT,)) + message_id
+            return header + index.to_bytes(2, "big") + len(parts).to_bytes(2, "big") + parts[index]
+
+        acks = await asyncio.gather(
+            *(self.node.call(address, RPC_MESSAGE, frame(i)) for i in range(len(parts) - 1))
+        )
+        if any(ack is None for ack in acks):
+            return None
+        return await self.node.call(address, RPC_MESSAGE, frame(len(parts) - 1))
+
+    # --- receiving ---
+
+    async def _on_message(self, sender: Address, payload: bytes) -> bytes:
+        if not payload:
+            raise ProtocolError("empty message")
+        if payload[0] == _FRAGMENT:
+            sealed = self._reassemble(sender, payload)
+            if sealed is None:
+                return b""
+        elif payload[0] == _WHOLE:
+            sealed = payload[1:]
+        else:
+            raise ProtocolError("unknown frame")
+        peer_key, body = self.identity.open(sealed)
+        message: Any = None
+        try:
+            message = msgpack.unpackb(body)
+            if not isinstance(message, dict):
+                raise ProtocolError("a message is a map")
+            handler = self._handlers.get(message.get("k"))  # type: ignore[arg-type]
+            if handler is None:
+                raise ProtocolError("unknown message kind")
+            reply = await handler(peer_key, sender, message)
+        except (ProtocolError, ValueError, TypeError, msgpack.ExtraData) as exc:
+            text = str(exc) if isinstance(exc, ProtocolError) else "malformed message"
+            event(log, "message_refused", logging.INFO, peer=f"{sender[0]}:{sender[1]}",
+                  kind=str(message.get("k"))[:32] if isinstance(message, dict) else None,
+                  reason=text)
+            reply = {"error": text}
+        return self.identity.seal(peer_key, msgpack.packb(reply))
+
+    def _reassemble(self, sender: Address, payload: bytes) -> bytes | None:
+        if len(payload) <= _FRAGMENT_HEADER:
+            raise ProtocolError("fragment too short")
+        message_id = payload[1:9]
+        index = int.from_bytes(payload[9:11], "big")
+        count = int.from_bytes(payload[11:13], "big")
+        if not 1 < count <= _MAX_MESSAGE_BYTES // _FRAGMENT_DATA + 1 or index >= count:
+            raise ProtocolError("bad fragment numbering")
+        now = time.monotonic()
+        self._expire_fragments(now)
+        key = (sender, message_id)
+        entry = self._fragments.get(key)
+        if entry is None:
+            entry = self._fragments[key] = (now + _REASSEMBLY_TTL, [None] * count)
+        parts = entry[1]
+        if len(parts) != count:
+            raise ProtocolError("fragment count changed")
+        data = payload[_FRAGMENT_HEADER:]
+        if parts[index] is None:
+            if self._buffered + len(data) > _REASSEMBLY_LIMIT:
+                raise ProtocolError("too many fragments buffered")
+            parts[index] = data
+            self._buffered += len(data)
+        if index != count - 1:
+            return None
+        if any(part is None for part in parts):
+            raise ProtocolError("fragments missing")
+        del self._fragments[key]
+        self._buffered -= sum(len(part) for part in parts if part is not None)
+        return b"".join(part for part in parts if part is not None)
+
+    def _expire_fragments(self, now: float) -> None:
+        for key in [k for k, (expiry, _) in self._fragments.items() if expiry < now]:
+            _, parts = self._fragments.pop(key)
+            self._buffered -= sum(len(part) for part in parts if part is not None)

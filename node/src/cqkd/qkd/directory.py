@@ -1,0 +1,51 @@
+"""Live workers as Alice and Bob see them (step 2): the routing table plus lookups of
+random ids, then a parallel `hello` to each peer. Cached briefly, so that back-to-back
+sessions do not rediscover; a session that lost positions forces a refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from cqkd.qkd.channel import Channel, PeerInfo
+from cqkd.qkd.session import ROLES
+from cqkd.settings import Settings
+
+
+class WorkerDirectory:
+    def __init__(self, channel: Channel, settings: Settings) -> None:
+        self.channel = channel
+        self.settings = settings
+        self._workers: list[PeerInfo] = []
+        self._fresh_until = 0.0
+        self._refresh: asyncio.Task[list[PeerInfo]] | None = None
+
+    @property
+    def known(self) -> list[PeerInfo]:
+        return list(self._workers)
+
+    async def workers(self, refresh: bool = False) -> list[PeerInfo]:
+        if not refresh and time.monotonic() < self._fresh_until:
+            return list(self._workers)
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._discover())
+        return list(await asyncio.shield(self._refresh))
+
+    async def _discover(self) -> list[PeerInfo]:
+        peers = await self.channel.node.discover(self.settings.discovery_lookups)
+        hellos = await asyncio.gather(*(self.channel.hello((p.host, p.port)) for p in peers))
+        self._workers = [h for h in hellos if h is not None and set(ROLES) <= set(h.roles)]
+        self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
+        return self._workers
+
+    def status(self) -> dict[str, object]:
+        node = self.channel.node
+        workers = len(self._workers)
+        return {
+            "address": f"{node.address[0]}:{node.address[1]}",
+            "node_id": node.node_id.hex(),
+            "routing_table_peers": node.routing_table_size,
+            "live_workers": workers,
+            "expected_workers": self.settings.worker_count,
+            "converged": workers >= max(6, self.settings.worker_count),
+        }

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from cqkd.settings import Settings, SettingsError, load_settings
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of workers stopped after convergence (default 0)",
     )
     local.add_argument("--seed", type=int, default=None, help="seed of the random choices")
+    local.add_argument("--key-bits", type=int, default=None,
+                       help="run key sessions of this many bits (Alice and Bob join)")
+    local.add_argument("--sessions", type=int, default=1, help="key sessions (default 1)")
+    local.add_argument("--concurrency", type=int, default=1,
+                       help="key sessions at once (default 1)")
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
     for role, ports in (("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
@@ -65,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(
             role, help=f"run {role.capitalize()}: DHT node, control API, ETSI 014 ({ports})")
         _add_settings_flags(sub)
+    keygen = commands.add_parser(
+        "keygen", help="write a new owner private key file (mode 0600); print its public key"
+    )
+    keygen.add_argument("--out", required=True, type=Path, help="the file to create")
     probe = commands.add_parser("probe", help="exit 0 iff this node's /health answers 200")
     probe.add_argument("--role", choices=("alice", "bob"), default=None,
                        help="probe Alice's or Bob's control API (default port 8001 / 8002)")
@@ -161,6 +171,22 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _session_summary(r: dict[str, Any]) -> str:
+    if "sessions" not in r:
+        return ""
+    qber = "n/a" if r["qber_mean"] is None else f"{r['qber_mean']:.4f}"
+    outcomes = ", ".join(f"{name} {count}" for name, count in sorted(r["outcomes"].items()))
+    return "\n" + "\n".join([
+        f"key sessions        {r['sessions']} of {r['key_bits']} bits, "
+        f"{r['concurrency']} at a time: {outcomes}",
+        f"confirmed (equal)   {r['sessions_confirmed']}",
+        f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
+        f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
+        f"QBER mean           {qber}",
+        f"final key rate      {r['final_key_bits_per_second'] / 1000:.2f} kbit/s",
+    ])
+
+
 def local(args: argparse.Namespace, settings: Settings) -> int:
     from cqkd.local import run_local
 
@@ -169,12 +195,40 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             "cqkd local: --workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1", file=sys.stderr
         )
         return EXIT_USAGE
+    if args.key_bits is not None and not (
+        1 <= args.key_bits <= settings.max_key_bits and args.sessions >= 1
+        and args.concurrency >= 1
+    ):
+        print(f"cqkd local: 1 <= --key-bits <= {settings.max_key_bits}, --sessions >= 1, "
+              "--concurrency >= 1", file=sys.stderr)
+        return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
-    logging.getLogger("cqkd.dht").setLevel(max(logging.WARNING, logging.getLogger().level))
+    for name in ("cqkd.dht", "cqkd.qkd"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     report = asyncio.run(
-        run_local(settings, args.workers, args.lookups, args.kill_fraction, args.seed)
+        run_local(settings, args.workers, args.lookups, args.kill_fraction, args.seed,
+                  args.key_bits, args.sessions, args.concurrency)
     )
-    print(json.dumps(report) if args.json else _summary(report))
+    print(json.dumps(report) if args.json else _summary(report) + _session_summary(report))
+    return 0
+
+
+# --- keygen ---
+
+
+def keygen(path: Path) -> int:
+    from cqkd.qkd.crypto import Identity
+
+    identity = Identity.generate()
+    try:
+        identity.write_key_file(path)
+    except FileExistsError:
+        print(f"cqkd keygen: {path} exists; refusing to overwrite it", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"cqkd keygen: cannot create {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(identity.public_key.hex())
     return 0
 
 
@@ -201,6 +255,8 @@ def probe(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "keygen":
+        return keygen(args.out)
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:

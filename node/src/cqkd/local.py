@@ -26,7 +26,7 @@ from cqkd.dht.params import bootstrap_count
 from cqkd.settings import Settings
 
 LOOPBACK = "127.0.0.1"
-JOIN_CONCURRENCY = 16  # paced joins: bursts beyond this overflow socket buffers for no gain
+JOIN_CONCURRENCY = 8  # paced joins: more in flight only adds event-loop lag
 CONVERGENCE_POLL_SECONDS = 0.05
 
 
@@ -199,9 +199,20 @@ def peak_rss_bytes() -> int:
 
 
 async def run_local(
-    settings: Settings, workers: int, lookups: int, kill_fraction: float, seed: int | None
+    settings: Settings,
+    workers: int,
+    lookups: int,
+    kill_fraction: float,
+    seed: int | None,
+    key_bits: int | None = None,
+    sessions: int = 1,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
-    """Start a network, wait for convergence, optionally kill workers, run lookups."""
+    """Start a network, wait for convergence, optionally kill workers, run lookups.
+
+    With `key_bits`, Alice and Bob join and run `sessions` key sessions first, and the
+    workers are killed while those run (see cqkd.qkd.network).
+    """
     async with LocalNetwork(settings, workers, rng=random.Random(seed)) as net:
         report: dict[str, Any] = {
             "nodes": len(net.nodes),
@@ -212,7 +223,20 @@ async def run_local(
             "k": net.workers[0].params.k if net.workers else None,
             "alpha": net.workers[0].params.alpha if net.workers else None,
         }
-        killed = await net.kill_workers(kill_fraction) if kill_fraction else []
+        if key_bits:
+            from cqkd.qkd.network import attach, run_sessions
+
+            protocol = await attach(net, settings)
+            try:
+                outcome = await run_sessions(
+                    net, protocol, key_bits, sessions, concurrency, kill_fraction
+                )
+                report.update(outcome)
+            finally:
+                await protocol.stop()
+            killed = net.killed
+        else:
+            killed = await net.kill_workers(kill_fraction) if kill_fraction else []
         report["killed_workers"] = len(killed)
         report.update(await run_lookups(net, lookups))
         report["peak_rss_bytes"] = peak_rss_bytes()

@@ -127,8 +127,17 @@ class Alice:
         return process_id
 
     async def run_session(self, key_bits: int) -> SessionView:
-        process_id = self.begin_session(key_bits)
-        return await asyncio.shield(self._tasks[process_id])
+        return await self.wait(self.begin_session(key_bits))
+
+    async def wait(self, process_id: str) -> SessionView:
+        """The session's view once it has ended (at once if it already has)."""
+        task = self._tasks.get(process_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        view = self._views.get(process_id)
+        if view is None:
+            raise KeyError(process_id)
+        return view
 
     def session(self, process_id: str) -> SessionView | None:
         return self._views.get(process_id)

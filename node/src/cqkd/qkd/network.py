@@ -1,0 +1,125 @@
+"""The protocol on an in-process network: workers, Alice and Bob on a LocalNetwork, and the
+session runs behind `cqkd local --key-bits` (and the in-process tests and benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cqkd.dht.node import DhtNode
+from cqkd.local import LocalNetwork
+from cqkd.qkd.alice import Alice
+from cqkd.qkd.bob import Bob
+from cqkd.qkd.channel import Channel
+from cqkd.qkd.crypto import Identity
+from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.session import CONFIRMED, SessionView
+from cqkd.qkd.worker import Worker
+from cqkd.settings import Settings
+
+
+@dataclass
+class Protocol:
+    """Alice, Bob and the workers of one LocalNetwork."""
+
+    alice: Alice
+    bob: Bob
+    alice_keys: KeyStore
+    bob_keys: KeyStore
+    workers: list[Worker]
+
+    async def stop(self) -> None:
+        await self.alice.stop()
+        await self.bob.stop()
+
+    def keys_equal(self, view: SessionView) -> bool:
+        """Take the session's key out of both stores: True iff both hold it, bit for bit."""
+        if view.key_id is None:
+            return False
+        mine, theirs = self.alice_keys.pop(view.key_id), self.bob_keys.pop(view.key_id)
+        return mine is not None and mine == theirs
+
+
+def serve_hello(node: DhtNode) -> Channel:
+    """Let a node that plays no role (a bootstrap) answer discovery's hello."""
+    return Channel(node, Identity.generate())
+
+
+async def attach(
+    net: LocalNetwork,
+    settings: Settings,
+    alice_identity: Identity | None = None,
+    bob_identity: Identity | None = None,
+) -> Protocol:
+    """Make the network's workers protocol workers and add Alice and Bob, who trust each
+    other; workers obey only them. `settings` carries the protocol knobs."""
+    alice_identity = alice_identity or Identity.generate()
+    bob_identity = bob_identity or Identity.generate()
+    owners = [alice_identity.public_key.hex(), bob_identity.public_key.hex()]
+    settings = settings.model_copy(
+        update={"trusted_owners": owners, "worker_count": net.worker_count}
+    )
+    for node in net.bootstraps:
+        serve_hello(node)
+    workers = [Worker(node, Identity.generate(), settings) for node in net.workers]
+    alice_keys, bob_keys = KeyStore(), KeyStore()
+    bob = Bob(await net.add_node("bob"), bob_identity, bob_keys, settings)
+    alice = Alice(await net.add_node("alice"), alice_identity, alice_keys, settings,
+                  bob.node.address)
+    await bob.start()
+    await alice.start()
+    return Protocol(alice, bob, alice_keys, bob_keys, workers)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[round(fraction * 100) - 1]
+
+
+async def run_sessions(
+    net: LocalNetwork,
+    protocol: Protocol,
+    key_bits: int,
+    sessions: int,
+    concurrency: int,
+    kill_fraction: float = 0.0,
+) -> dict[str, Any]:
+    """Run `sessions` key sessions, `concurrency` at a time; with `kill_fraction`, that
+    fraction of the workers is stopped once the first sessions have begun."""
+    gate = asyncio.Semaphore(concurrency)
+    begun = asyncio.Event()
+
+    async def one() -> SessionView:
+        async with gate:
+            process_id = protocol.alice.begin_session(key_bits)
+            begun.set()
+            return await protocol.alice.wait(process_id)
+
+    began = time.monotonic()
+    runs = asyncio.gather(*(one() for _ in range(sessions)))
+    if kill_fraction > 0:
+        await begun.wait()
+        await net.kill_workers(kill_fraction)
+    views: list[SessionView] = await runs
+    elapsed = time.monotonic() - began
+    confirmed = [v for v in views if v.outcome == CONFIRMED and protocol.keys_equal(v)]
+    durations = [v.duration_seconds or 0.0 for v in views]
+    qbers = [v.qber for v in views if v.qber is not None]
+    outcomes: dict[str, int] = {}
+    for view in views:
+        outcomes[str(view.outcome)] = outcomes.get(str(view.outcome), 0) + 1
+    return {
+        "key_bits": key_bits,
+        "sessions": sessions,
+        "concurrency": concurrency,
+        "sessions_confirmed": len(confirmed),
+        "session_p50_seconds": round(_percentile(durations, 0.50), 4),
+        "session_p99_seconds": round(_percentile(durations, 0.99), 4),
+        "qber_mean": round(statistics.fmean(qbers), 4) if qbers else None,
+        "final_key_bits_per_second": round(key_bits * len(confirmed) / elapsed, 1),
+        "outcomes": outcomes,
+    }

@@ -113,7 +113,6 @@ async def serve(settings: Settings, role: str) -> None:
 
     def health() -> tuple[int, str, bytes]:
         size = node.routing_table_size
-        ROUTING_TABLE_PEERS.set(size)
         healthy = joined and (size > 0 or role == "bootstrap")
         return health_response(
             {
@@ -125,11 +124,15 @@ async def serve(settings: Settings, role: str) -> None:
             }
         )
 
+    def metrics() -> tuple[int, str, bytes]:
+        ROUTING_TABLE_PEERS.set(node.routing_table_size)
+        return metrics_response()
+
     await node.start()
+    # Same port number as the bound UDP port (DHT_PORT=0 picks one) unless HTTP_PORT is set.
+    http_port = node.address[1] if settings.http_port is None else settings.http_port
     http = HttpServer(
-        {"/health": health, "/metrics": metrics_response},
-        settings.dht_host,
-        settings.effective_http_port,
+        {"/health": health, "/metrics": metrics}, settings.dht_host, http_port
     )
     try:
         await http.start()

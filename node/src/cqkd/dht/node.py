@@ -35,11 +35,12 @@ import socket
 import time
 from typing import Any, NamedTuple
 
-from kademlia.crawling import NodeSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node
+from kademlia.utils import digest
 
 from cqkd.dht.bootstrap import BootstrapSelector, Strategy
+from cqkd.dht.crawling import FastNodeSpiderCrawl, FastValueSpiderCrawl
 from cqkd.dht.health import HealthChecker
 from cqkd.dht.params import (
     KademliaParams,
@@ -110,6 +111,33 @@ class _Server(Server):  # type: ignore[misc]
     async def bootstrap_node(self, addr: Address) -> Node | None:
         node_id = await self.protocol.ping_address(addr)
         return Node(node_id, addr[0], addr[1]) if node_id else None
+
+    # get and set_digest as in kademlia, with the indexed crawlers (and no value logging).
+
+    async def get(self, key: str | bytes) -> Any:
+        dkey = digest(key)
+        if self.storage.get(dkey) is not None:
+            return self.storage.get(dkey)
+        node = Node(dkey)
+        nearest = self.protocol.router.find_neighbors(node)
+        if not nearest:
+            return None
+        spider = FastValueSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha)
+        return await spider.find()
+
+    async def set_digest(self, dkey: bytes, value: Any) -> bool:
+        node = Node(dkey)
+        nearest = self.protocol.router.find_neighbors(node)
+        if not nearest:
+            return False
+        spider = FastNodeSpiderCrawl(self.protocol, node, nearest, self.ksize, self.alpha)
+        nodes = await spider.find()
+        if not nodes:
+            return False
+        if self.node.distance_to(node) < max(n.distance_to(node) for n in nodes):
+            self.storage[dkey] = value
+        results = await asyncio.gather(*(self.protocol.call_store(n, dkey, value) for n in nodes))
+        return any(answered for answered, _ in results)
 
 
 class DhtNode:
@@ -295,7 +323,7 @@ class DhtNode:
             else self.protocol.router.find_neighbors(target, self.params.alpha)
         )
         began = time.monotonic()
-        spider = NodeSpiderCrawl(self.protocol, target, seeds, self.params.k, self.params.alpha)
+        spider = FastNodeSpiderCrawl(self.protocol, target, seeds, self.params.k, self.params.alpha)
         try:
             found: list[Node] = await asyncio.wait_for(spider.find(), self.params.query_timeout)
             DHT_QUERIES.labels(operation=operation, result="ok").inc()

@@ -28,6 +28,7 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 
+from cqkd.dht.crawling import FastRoutingTable
 from cqkd.logs import event
 from cqkd.metrics import DHT_REJECTED_DATAGRAMS
 
@@ -75,17 +76,18 @@ def _args_valid(args: list[Any], signature: tuple[object, ...]) -> bool:
 
 def valid_node_list(value: Any) -> bool:
     """A find_node answer: a list of [id (20 bytes), host (str), port (1..65535)]."""
-    if not isinstance(value, list):
+    if type(value) is not list:
         return False
     for item in value:
-        if not (
-            isinstance(item, list)
-            and len(item) == 3
-            and isinstance(item[0], bytes)
-            and len(item[0]) == MSG_ID_BYTES
-            and isinstance(item[1], str)
-            and type(item[2]) is int
-            and 0 < item[2] < 65536
+        if type(item) is not list or len(item) != 3:
+            return False
+        node_id, host, port = item
+        if (
+            type(node_id) is not bytes
+            or len(node_id) != MSG_ID_BYTES
+            or type(host) is not str
+            or type(port) is not int
+            or not 0 < port < 65536
         ):
             return False
     return True
@@ -106,6 +108,7 @@ class CqkdProtocol(KademliaProtocol):
         app_handlers: dict[str, AppHandler],
     ) -> None:
         super().__init__(source_node, storage, ksize)
+        self.router = FastRoutingTable(self, ksize, source_node)
         self.rpc_timeout = rpc_timeout
         self.dead_peer_ttl = dead_peer_ttl
         self.app_handlers = app_handlers
@@ -113,6 +116,9 @@ class CqkdProtocol(KademliaProtocol):
         self._dead: dict[Address, float] = {}
         self._recent_joins: deque[float] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"rpc_{name}") for name in _SIGNATURES if name != "app"
+        }
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(name)
@@ -175,7 +181,7 @@ class CqkdProtocol(KademliaProtocol):
                 return "bad_args"
             self._spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
             return None
-        response = getattr(self, f"rpc_{name}")(addr, *args)
+        response = self._handlers[name](addr, *args)
         self._send(RESPONSE, msg_id, response, addr)
         return None
 
@@ -296,6 +302,21 @@ class CqkdProtocol(KademliaProtocol):
             while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
                 self._recent_joins.popleft()
         super().welcome_if_new(node)
+
+    def rpc_find_node(
+        self, sender: Address, nodeid: bytes, key: bytes
+    ) -> list[tuple[bytes, str, int]]:
+        source = Node(nodeid, sender[0], sender[1])
+        self.welcome_if_new(source)
+        neighbors = self.router.find_neighbors(Node(key), exclude=source)
+        return [(n.id, n.ip, n.port) for n in neighbors]
+
+    def rpc_find_value(self, sender: Address, nodeid: bytes, key: bytes) -> Any:
+        value = self.storage.get(key, None)
+        if value is None:
+            return self.rpc_find_node(sender, nodeid, key)
+        self.welcome_if_new(Node(nodeid, sender[0], sender[1]))
+        return {"value": value}
 
     def rpc_load(self, sender: Address, nodeid: bytes) -> list[int]:
         horizon = time.monotonic() - LOAD_WINDOW_SECONDS

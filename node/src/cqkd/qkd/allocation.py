@@ -94,13 +94,13 @@ def _pools(
     taken: set[bytes] = set()
     pools: dict[str, list[PeerInfo]] = {}
     for role in ALICE_ROLES:
-        eligible = [
-            p for p in candidates
-            if p.public_key not in taken and assigned.get(p.public_key, role) == role
-        ]
-        if len(eligible) < size:
+        # Workers that already hold the role first, so top-ups spread secrets no further.
+        holding = [p for p in candidates if assigned.get(p.public_key) == role]
+        free = [p for p in candidates if p.public_key not in assigned and p.public_key not in taken]
+        if len(holding) + len(free) < size:
             return None
-        pool = rng.sample(eligible, size)
+        pool = rng.sample(holding, min(size, len(holding)))
+        pool += rng.sample(free, size - len(pool))
         pools[role] = pool
         taken.update(p.public_key for p in pool)
     # Bob needs a worker for BG_B that holds no other role.

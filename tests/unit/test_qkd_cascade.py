@@ -1,0 +1,46 @@
+"""Cascade: both sides' machines agree, Bob's errors are corrected, every parity counted."""
+
+import random
+
+import pytest
+from cqkd.qkd.cascade import Cascade, parities
+
+
+def reconcile(alice: bytearray, bob: bytearray, qber: float) -> tuple[int, int]:
+    ma, mb = Cascade(len(alice), qber, b"seed"), Cascade(len(bob), qber, b"seed")
+    steps = 0
+    while ranges := ma.queries():
+        assert mb.queries() == ranges
+        flags = [a != b for a, b in zip(parities(alice, ma, ranges),
+                                        parities(bob, mb, ranges), strict=True)]
+        for position in mb.answer(flags):
+            bob[position] ^= 1
+        ma.answer(flags)
+        steps += 1
+    assert mb.queries() == [] and ma.leaked == mb.leaked
+    return ma.leaked, steps
+
+
+@pytest.mark.parametrize("qber", [0.0, 0.01, 0.03, 0.06])
+def test_cascade_corrects_errors(qber: float) -> None:
+    rng = random.Random(7)
+    for _ in range(5):
+        alice = bytearray(rng.getrandbits(1) for _ in range(3000))
+        bob = bytearray(bit ^ (rng.random() < qber) for bit in alice)
+        leaked, _ = reconcile(alice, bob, max(qber, 0.005))
+        assert bob == alice
+        assert leaked < 3000
+
+
+def test_no_errors_costs_four_round_trips_and_few_parities() -> None:
+    alice = bytearray(random.getrandbits(1) for _ in range(300))
+    leaked, steps = reconcile(alice, bytearray(alice), 0.0)
+    assert steps == 4
+    assert leaked == sum(-(-300 // size) for size in (73, 146, 292, 300))
+
+
+def test_wrong_number_of_flags_is_refused() -> None:
+    machine = Cascade(100, 0.02, b"s")
+    machine.queries()
+    with pytest.raises(ValueError):
+        machine.answer([True])

@@ -26,6 +26,9 @@ from cqkd.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
+WORKER_REFRESH_UNTIL_CONVERGED_SECONDS = 2.0
+WORKER_REFRESH_SECONDS = 30.0
+
 
 def tls_files(settings: Settings) -> TlsFiles | None:
     """The ETSI server's TLS files: all three, or none (then ETSI 014 is not served)."""
@@ -132,7 +135,8 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
     settings = role_settings(settings, role)
     if not settings.bootstrap_nodes:
         raise SettingsError(f"BOOTSTRAP_NODES is empty: {role} needs host:port of a bootstrap")
-    if role == "alice" and settings.bob_address is None:
+    bob_address = settings.bob_address
+    if role == "alice" and bob_address is None:
         raise SettingsError("BOB_ADDRESS is empty: Alice needs host:port of Bob's DHT node")
     if settings.owner_key_file is None:
         raise SettingsError(f"OWNER_KEY_FILE is empty: {role} signs commands with its key")
@@ -145,12 +149,12 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
 
     keystore = KeyStore(settings.key_store_max_keys)
     node = DhtNode(settings, role)
-    await node.start()
-    party: Any = (
-        Alice(node, identity, keystore, settings, settings.bob_address)
-        if role == "alice"
-        else Bob(node, identity, keystore, settings)
-    )
+    party: Any
+    if role == "alice":
+        assert bob_address is not None
+        party = Alice(node, identity, keystore, settings, bob_address)
+    else:
+        party = Bob(node, identity, keystore, settings)
     apis = EndpointApis(
         role,
         party,
@@ -162,20 +166,36 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
         tls=tls,
     )
+    await node.start()
+    tasks: list[asyncio.Task[Any]] = []
     try:
-        await party.start()
         await apis.start()
         joining = asyncio.create_task(node.join(settings.bootstrap_nodes))
         stopping = asyncio.create_task(stop.wait())
+        tasks += [joining, stopping]
         await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if joining.done():
             joining.result()
             event(log, "joined", role=role, routing_table_size=node.routing_table_size)
+            await party.start()
+            tasks.append(asyncio.create_task(_follow_workers(party)))
             await stopping
-        else:
-            joining.cancel()
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await apis.stop()
         await party.stop()
         await node.stop()
     event(log, "stopped", role=role)
+
+
+async def _follow_workers(party: Any) -> None:
+    """Keep the engine's view of live workers fresh, so /ready and /network-status follow
+    the network: deployments start Alice and Bob before the workers."""
+    while True:
+        await party.directory.workers(refresh=True)
+        converged = bool(party.network_status().get("converged"))
+        await asyncio.sleep(
+            WORKER_REFRESH_SECONDS if converged else WORKER_REFRESH_UNTIL_CONVERGED_SECONDS
+        )

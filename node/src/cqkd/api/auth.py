@@ -77,7 +77,7 @@ class ClientCertH11Protocol(H11Protocol):
         self.app_state = {**self.app_state, SAE_STATE_KEY: common_name}
 
 
-def client_sae_id(request: Request) -> str:
+async def client_sae_id(request: Request) -> str:
     """The calling SAE's ID (its certificate's CN); 401 when it sent no certificate."""
     sae_id = getattr(request.state, SAE_STATE_KEY, None)
     if not sae_id:

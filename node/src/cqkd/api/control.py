@@ -4,6 +4,9 @@ Open: /health, /ready, /metrics, /network-status, /docs. Behind the bearer token
 POST /generate-key (Alice), GET /sessions/{process_id}, GET /keys/{key_ID} (hands a
 confirmed key out once, base64). Sessions run in the background: /generate-key answers 202
 at once with the process_id and the URL to follow.
+
+Every handler is `async`: FastAPI runs plain functions in a thread pool, and the engine
+(and its event loop) must only be touched from the loop it runs on.
 """
 
 import base64
@@ -96,7 +99,7 @@ def create_control_app(
     started = time.monotonic()
 
     @app.get("/health", tags=["status"])
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         """Liveness: the process answers."""
         return {
             "status": "ok",
@@ -106,7 +109,7 @@ def create_control_app(
         }
 
     @app.get("/ready", tags=["status"])
-    def ready() -> JSONResponse:
+    async def ready() -> JSONResponse:
         """Readiness: joined the DHT and found enough live workers for a session."""
         network = party.network_status()
         is_ready = bool(network.get("converged"))
@@ -114,18 +117,18 @@ def create_control_app(
         return JSONResponse(body, status_code=200 if is_ready else 503)
 
     @app.get("/network-status", tags=["status"])
-    def network_status() -> dict[str, Any]:
+    async def network_status() -> dict[str, Any]:
         """Routing table summary and whether discovery converged."""
         return {"role": config.role, **party.network_status()}
 
     @app.get("/metrics", tags=["status"], response_class=Response)
-    def metrics() -> Response:
+    async def metrics() -> Response:
         """Prometheus metrics of this process."""
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
     @app.get("/sessions/{process_id}", tags=["keys"], dependencies=guarded)
-    def session(
+    async def session(
         process_id: Annotated[
             str, Path(pattern=PROCESS_ID_PATTERN, description="32 lowercase hex digits")
         ],
@@ -137,7 +140,7 @@ def create_control_app(
         return SessionStatus(**dataclasses.asdict(view))
 
     @app.get("/keys/{key_ID}", tags=["keys"], dependencies=guarded)
-    def deliver_key(key_ID: uuid.UUID) -> DeliveredKey:
+    async def deliver_key(key_ID: uuid.UUID) -> DeliveredKey:
         """Hand out a confirmed key once; the other side holds the same key under this ID."""
         key = keystore.pop(str(key_ID))
         if key is None:
@@ -167,7 +170,7 @@ def _add_generate_key(
     running: set[str] = set()
 
     @app.post("/generate-key", tags=["keys"], status_code=202, dependencies=guarded)
-    def generate_key(request: GenerateKeyRequest, response: Response) -> GenerateKeyAccepted:
+    async def generate_key(request: GenerateKeyRequest, response: Response) -> GenerateKeyAccepted:
         """Start a key session in the background; follow it at the returned status URL."""
         for process_id in list(running):
             view = alice.session(process_id)

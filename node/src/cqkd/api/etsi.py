@@ -203,7 +203,7 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
         return size
 
     @app.get(PREFIX + "/{slave_SAE_ID}/status", tags=["master"])
-    def get_status(slave_SAE_ID: str, caller: Caller) -> Status:
+    async def get_status(slave_SAE_ID: str, caller: Caller) -> Status:
         """Status of the key link to the slave SAE."""
         _check_caller(caller, config.master_sae_id, slave_SAE_ID, config.slave_sae_id)
         return _status(config, keystore)
@@ -243,7 +243,7 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
 
 def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> None:
     @app.get(PREFIX + "/{master_SAE_ID}/status", tags=["slave"])
-    def get_status(master_SAE_ID: str, caller: Caller) -> Status:
+    async def get_status(master_SAE_ID: str, caller: Caller) -> Status:
         """Status of the key link from the master SAE."""
         _check_caller(caller, config.slave_sae_id, master_SAE_ID, config.master_sae_id)
         return _status(config, keystore)
@@ -262,7 +262,7 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
         return _encode(list(keys.items()))
 
     @app.get(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
-    def get_dec_keys(
+    async def get_dec_keys(
         master_SAE_ID: str,
         key_ID: uuid.UUID,
         caller: Caller,
@@ -271,7 +271,7 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
         return dec_keys(master_SAE_ID, caller, [key_ID])
 
     @app.post(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
-    def post_dec_keys(
+    async def post_dec_keys(
         master_SAE_ID: str,
         request: KeyIds,
         caller: Caller,

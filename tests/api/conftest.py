@@ -75,11 +75,16 @@ class Deployment:
 
     def etsi(self, side: str, sae: str | None) -> httpx.AsyncClient:
         """A client of `side`'s ETSI API as the master or slave SAE, or with no certificate."""
+        server = self.apis[side].etsi
+        assert server is not None
+        return self.etsi_client(server.port, sae)
+
+    def etsi_client(self, port: int, sae: str | None) -> httpx.AsyncClient:
         context = ssl.create_default_context(cafile=str(self.pki.ca))
         if sae is not None:
             pair = self.pki.master_sae if sae == "master" else self.pki.slave_sae
             context.load_cert_chain(str(pair.cert), str(pair.key))
-        return httpx.AsyncClient(base_url=self.etsi_url(side), verify=context, timeout=60)
+        return httpx.AsyncClient(base_url=f"https://{LOOPBACK}:{port}", verify=context, timeout=60)
 
 
 def api_settings(pki: LocalPki, side: str, **overrides: Any) -> Settings:

@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--sessions", type=int, default=1, help="key sessions (default 1)")
     local.add_argument("--concurrency", type=int, default=1,
                        help="key sessions at once (default 1)")
+    local.add_argument("--serve", action="store_true",
+                       help="keep the network up with Alice's and Bob's APIs until Ctrl-C")
+    local.add_argument("--api-ports", choices=("default", "any"), default="default",
+                       help="with --serve: 8001/8002 and 8443/8444, or any free ports")
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
     for role, ports in (("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
@@ -208,6 +212,12 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    if args.serve:
+        from cqkd.endpoint import serve_local
+
+        asyncio.run(serve_local(settings, args.workers, args.api_ports == "any", args.seed,
+                                args.json))
+        return 0
     report = asyncio.run(
         run_local(settings, args.workers, args.lookups, args.kill_fraction, args.seed,
                   args.key_bits, args.sessions, args.concurrency)

@@ -1,0 +1,167 @@
+"""roles/prometheus for real: ansible-playbook builds the Debian-based image, writes the
+targets of two real `cqkd` processes, and the container scrapes them and evaluates the rules."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DHT_RULES = [
+    "job:cqkd_dht_query_success:ratio",
+    "job_quantile:cqkd_dht_discovery_duration_seconds:histogram_quantile",
+    "job:cqkd_routing_table_peers:avg",
+    "job:cqkd_nodes_up:sum",
+    "cqkd:qber_ratio:max",
+    "cqkd:discovery_timeout:seconds",
+    "cqkd:qber_abort_threshold:ratio",
+]
+
+pytestmark = pytest.mark.docker
+
+
+def free_port() -> int:
+    """A port free for both UDP (the DHT) and TCP (/metrics)."""
+    while True:
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+@pytest.fixture
+def nodes(tmp_path) -> Iterator[dict[str, list[str]]]:
+    """A bootstrap node and a worker, as real processes on free ports."""
+    boot, worker = free_port(), free_port()
+    commands = [
+        ["bootstrap", "--dht-port", str(boot)],
+        ["worker", "--dht-port", str(worker), "--bootstrap-nodes", f"127.0.0.1:{boot}"],
+    ]
+    processes = []
+    try:
+        for args in commands:
+            log = (tmp_path / f"{args[0]}.log").open("w")
+            processes.append(subprocess.Popen(
+                [str(BIN / "cqkd"), args[0], "--dht-host", "127.0.0.1", *args[1:]],
+                stdout=log, stderr=subprocess.STDOUT,
+            ))
+            port = args[2]
+            wait_for(lambda p=port: httpx.get(f"http://127.0.0.1:{p}/health").status_code == 200,
+                     20, f"{args[0]} /health")
+        yield {"bootstrap": [f"127.0.0.1:{boot}"], "worker": [f"127.0.0.1:{worker}"]}
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture
+def deploy_prometheus(tmp_path) -> Iterator:
+    name = f"cqkd-prometheus-test-{os.getpid()}"
+    port = free_port()
+
+    def run(targets: dict[str, list[str]]) -> subprocess.CompletedProcess[str]:
+        playbook = tmp_path / "prometheus.yml"
+        playbook.write_text(yaml.safe_dump([{
+            "name": "Run Prometheus against the test's nodes",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "roles": [{
+                "role": "prometheus",
+                "prometheus_image_source": "debian",
+                "prometheus_container_name": name,
+                "prometheus_data_volume": name,
+                "prometheus_config_dir": str(tmp_path / "config"),
+                "prometheus_web_listen_address": f"127.0.0.1:{port}",
+                "prometheus_scrape_interval": "2s",
+                "prometheus_evaluation_interval": "2s",
+                "prometheus_scrape_timeout": "1s",
+                "prometheus_targets": targets,
+            }],
+        }]))
+        return subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", "localhost,", str(playbook)],
+            capture_output=True, text=True, timeout=600, check=False,
+            env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+                 "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        )
+
+    run.url = f"http://127.0.0.1:{port}"
+    run.container = name
+    try:
+        yield run
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", name], capture_output=True, check=False)
+
+
+def query(url: str, expr: str) -> list[dict]:
+    response = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5)
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, deploy_prometheus):
+    first = deploy_prometheus(nodes)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    url = deploy_prometheus.url
+
+    def all_up():
+        targets = httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        seen = {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in targets}
+        expected = {(job, i) for job, instances in nodes.items() for i in instances}
+        return set(seen) == expected and all(h == "up" for h in seen.values())
+
+    wait_for(all_up, 60, "every node to be an up target")
+    for record in DHT_RULES:
+        wait_for(lambda r=record: query(url, r), 60, f"data from the recording rule {record}")
+    assert float(query(url, 'job:cqkd_dht_query_success:ratio{job="worker"}')[0]["value"][1]) == 1
+    rules = [r for g in httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+             for r in g["rules"]]
+    assert {r["name"] for r in rules if r["type"] == "alerting"} == {
+        "CqkdNodeDown", "CqkdQuerySuccessLow", "CqkdQberAboveAbortThreshold", "CqkdDiscoverySlow"}
+    assert all(r["health"] == "ok" for r in rules), rules
+
+    inspect = subprocess.run(
+        ["docker", "inspect", "--format",
+         '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{index .Config.Labels "io.cqkd.role"}}',
+         deploy_prometheus.container],
+        capture_output=True, text=True, check=True,
+    )
+    assert inspect.stdout.split() == ["65534:65534", "true", "prometheus"]
+
+    second = deploy_prometheus(nodes)
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", second.stdout), second.stdout[-3000:]

@@ -56,6 +56,8 @@ from cqkd.settings import Settings
 log = logging.getLogger(__name__)
 
 MIN_TOPUP_POSITIONS = 64
+CONFIRM_ATTEMPTS = 3
+RETRY_QBER = 0.05  # Cascade block size for a key that failed confirmation
 _KEPT_SESSIONS = 10_000
 
 
@@ -222,10 +224,12 @@ class Alice:
             per_bit = expected_leak_per_bit(q)
             unreconciled = len(pool) - reconciled
             if secret_bits(len(pool), q, leaked + math.ceil(per_bit * unreconciled)) >= lc:
-                leaked += await self._reconcile(view, bob, pool, reconciled, q)
+                # Blocks sized for a pessimistic QBER: an underestimate leaves errors behind.
+                q_blocks = q + 2 * math.sqrt(q * (1 - q) / sampled)
+                leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
                 reconciled = len(pool)
                 if secret_bits(len(pool), q, leaked) >= lc:
-                    await self._confirm(view, bob, pool)
+                    await self._confirm(view, bob, pool, q, leaked)
                     return
             rate = 1.0 - h2(q) - per_bit
             if rate <= 0:
@@ -382,19 +386,29 @@ class Alice:
             machine.answer([bool(f) for f in flags])
         return machine.leaked
 
-    async def _confirm(self, view: SessionView, bob: PeerInfo, pool: bytearray) -> None:
-        seed = secrets.token_bytes(SEED_BYTES)
-        key = toeplitz_hash(pool, view.key_bits, seed)
-        key_id = str(uuid.uuid4())
-        tag = confirmation_tag(key, view.process_id)
-        reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
-                                      "tag": tag, "kid": key_id})
-        if not tags_match(tag, need(reply, "tag", bytes)):
-            raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
-        self.keystore.add(key_id, key)
-        view.key_id = key_id
-        KEY_BITS.labels(stage="final").inc(view.key_bits)
-        QBER.set(view.qber or 0.0)
+    async def _confirm(
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, q: float, leaked: int
+    ) -> None:
+        """Hash, compare tags; on a mismatch (errors Cascade missed, when the sample
+        underestimated the QBER) reconcile the whole key once more with smaller blocks."""
+        for attempt in range(CONFIRM_ATTEMPTS):
+            if attempt:
+                leaked += await self._reconcile(view, bob, pool, 0, RETRY_QBER * attempt)
+                if secret_bits(len(pool), q, leaked) < view.key_bits:
+                    break
+            seed = secrets.token_bytes(SEED_BYTES)
+            key = toeplitz_hash(pool, view.key_bits, seed)
+            key_id = str(uuid.uuid4())
+            tag = confirmation_tag(key, view.process_id)
+            reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
+                                          "tag": tag, "kid": key_id})
+            if tags_match(tag, need(reply, "tag", bytes)):
+                self.keystore.add(key_id, key)
+                view.key_id = key_id
+                KEY_BITS.labels(stage="final").inc(view.key_bits)
+                QBER.set(view.qber or 0.0)
+                return
+        raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
 
 
 def _count(reply: Message, name: str, limit: int) -> int:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
@@ -27,7 +28,6 @@ from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import mismatches, qber, remove_indices
 from cqkd.qkd.keystore import KeyStore
 from cqkd.qkd.session import (
-    CONFIRMATION_FAILED,
     CONFIRMED,
     ERROR,
     TIMEOUT,
@@ -80,7 +80,7 @@ class _Session:
     sampled: int = 0
     errors: int = 0
     cascade: Cascade | None = None
-    cascade_span: tuple[int, int] = (0, 0)
+    cascade_span: tuple[int, int, bytes] = (0, 0, b"")
 
 
 class Bob:
@@ -96,6 +96,7 @@ class Bob:
         self._sessions: dict[str, _Session] = {}
         self._views: OrderedDict[str, SessionView] = OrderedDict()
         self._rounds: dict[bytes, _Round] = {}
+        self._background: set[asyncio.Task[None]] = set()
         for kind, handler in {
             "round": self._on_round, "push": self._on_push, "collect": self._on_collect,
             "sample": self._on_sample, "reveal": self._on_reveal, "cascade": self._on_cascade,
@@ -201,7 +202,7 @@ class Bob:
                 session.assigned[key] = "ALICE"
         mode = need(message, "mode", str)
         try:
-            workers = await self.directory.workers()
+            workers = await self.directory.workers(wait=False)
             generators = allocate_bob(workers, len(qpms), mode, session.assigned)
         except SessionFailed as exc:
             raise ProtocolError(f"{exc.outcome}: {exc}") from None
@@ -215,11 +216,17 @@ class Bob:
                               time.time())
             signed = self.identity.sign(command.to_wire())
             commands.append(self.channel.send(worker, {"k": "command", "cmd": signed}))
+        # Alice waits on this answer with a short RPC timeout: a dead BG_B must not stall it.
+        task = asyncio.create_task(self._command_generators(pid, commands))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return {"bgb": [w.public_key for w in generators]}
+
+    async def _command_generators(self, pid: str, commands: list[Any]) -> None:
         results = await asyncio.gather(*commands, return_exceptions=True)
         failed = sum(1 for r in results if r is None or isinstance(r, BaseException))
         if failed:
             event(log, "bg_b_commands_failed", logging.WARNING, process_id=pid, failed=failed)
-        return {"bgb": [w.public_key for w in generators]}
 
     async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
         state = self._rounds.get(need(message, "rk", bytes))
@@ -261,7 +268,8 @@ class Bob:
             raise ProtocolError("round already collected")
         wanted = [c for c in need(message, "chunks", list) if c in state.chains]
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.round_timeout):
+            # Alice collected first and waits on our answer: a short grace, under her timeout.
+            async with asyncio.timeout(self.settings.rpc_timeout / 2):
                 while not all(state.chains[c].done for c in wanted):
                     state.changed.clear()
                     await state.changed.wait()
@@ -308,12 +316,13 @@ class Bob:
         start, n = need(message, "start", int), need(message, "n", int)
         if not (start >= 0 and n > 0 and start + n == len(session.pool)):
             raise ProtocolError("Cascade span does not match the sifted key")
-        if session.cascade is None or session.cascade_span != (start, n):
+        seed = need(message, "seed", bytes)
+        if session.cascade is None or session.cascade_span != (start, n, seed):
             q = need(message, "q", float)
             if not 0.0 <= q <= 0.5:
                 raise ProtocolError("bad QBER")
-            session.cascade = Cascade(n, q, need(message, "seed", bytes))
-            session.cascade_span = (start, n)
+            session.cascade = Cascade(n, q, seed)
+            session.cascade_span = (start, n, seed)
         machine = session.cascade
         ranges = machine.queries()
         theirs = need(message, "par", bytes)
@@ -344,9 +353,7 @@ class Bob:
             self.keystore.add(key_id, key)
             view.key_id = key_id
             self._finish(view.process_id, "confirmed", CONFIRMED, None)
-        else:
-            self._finish(view.process_id, "failed", CONFIRMATION_FAILED,
-                         "Alice's and Bob's keys differ; discarded")
+        # On a mismatch Alice reconciles again or aborts; the key is never stored.
         return {"tag": own}
 
     async def _on_abort(self, sender: bytes, address: Address, message: Message) -> Message:

@@ -193,7 +193,8 @@ class Channel:
                 raise ProtocolError("unknown message kind")
             reply = await handler(peer_key, sender, message)
         except (ProtocolError, ValueError, TypeError, msgpack.ExtraData) as exc:
-            text = str(exc) if isinstance(exc, ProtocolError) else "malformed message"
+            clear = isinstance(exc, ProtocolError | CryptoFailure)
+            text = str(exc) if clear else "malformed message"
             event(log, "message_refused", logging.INFO, peer=f"{sender[0]}:{sender[1]}",
                   kind=str(message.get("k"))[:32] if isinstance(message, dict) else None,
                   reason=text)

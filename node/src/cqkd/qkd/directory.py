@@ -24,12 +24,17 @@ class WorkerDirectory:
     def known(self) -> list[PeerInfo]:
         return list(self._workers)
 
-    async def workers(self, refresh: bool = False) -> list[PeerInfo]:
-        if not refresh and time.monotonic() < self._fresh_until:
-            return list(self._workers)
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.create_task(self._discover())
-        return list(await asyncio.shield(self._refresh))
+    async def workers(self, refresh: bool = False, wait: bool = True) -> list[PeerInfo]:
+        """Live workers, minus those that just failed to answer. A stale list is refreshed;
+        with `wait` false a known list is returned at once and refreshed in the background
+        (for callers inside an RPC handler, whose caller's timeout is short)."""
+        if refresh or time.monotonic() >= self._fresh_until:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.create_task(self._discover())
+            if wait or not self._workers:
+                await asyncio.shield(self._refresh)
+        protocol = self.channel.node.protocol
+        return [w for w in self._workers if not protocol.is_dead(w.address)]
 
     async def _discover(self) -> list[PeerInfo]:
         peers = await self.channel.node.discover(self.settings.discovery_lookups)

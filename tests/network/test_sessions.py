@@ -1,0 +1,117 @@
+"""Key sessions on in-process networks: real UDP on loopback, real workers, Alice and Bob."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgpack
+import pytest
+from cqkd.local import LocalNetwork
+from cqkd.qkd.channel import RPC_MESSAGE, RemoteError
+from cqkd.qkd.crypto import Identity
+from cqkd.qkd.network import Protocol, attach, run_sessions
+from cqkd.qkd.worker import Command
+from cqkd.settings import load_settings
+
+pytestmark = pytest.mark.network
+
+
+@contextlib.asynccontextmanager
+async def network(workers: int = 15, **knobs: Any) -> AsyncIterator[tuple[LocalNetwork, Protocol]]:
+    settings = load_settings(**knobs)
+    async with LocalNetwork(settings, workers) as net:
+        protocol = await attach(net, settings)
+        try:
+            yield net, protocol
+        finally:
+            await protocol.stop()
+
+
+async def test_256_bit_key_on_15_workers_is_equal_on_both_sides() -> None:
+    async with network() as (_, p):
+        view = await p.alice.run_session(256)
+        assert view.outcome == "confirmed", view.error
+        assert view.raw_bits >= 640 and view.sifted_bits and view.qber == 0.0
+        assert p.bob.session(view.process_id).status == "confirmed"
+        assert view.key_id is not None
+        alice_key, bob_key = p.alice_keys.pop(view.key_id), p.bob_keys.pop(view.key_id)
+        assert alice_key is not None and len(alice_key) == 32
+        assert alice_key == bob_key
+
+
+async def test_100_sessions_all_confirm_with_equal_keys() -> None:
+    async with network() as (net, p):
+        report = await run_sessions(net, p, 256, sessions=100, concurrency=1)
+    assert report["outcomes"] == {"confirmed": 100}
+    assert report["sessions_confirmed"] == 100
+
+
+async def test_10_sessions_at_once_all_confirm() -> None:
+    async with network() as (net, p):
+        report = await run_sessions(net, p, 256, sessions=10, concurrency=10)
+    assert report["sessions_confirmed"] == 10
+
+
+async def test_full_eavesdropping_aborts_every_session_at_a_quarter_qber() -> None:
+    async with network(eavesdrop=1.0) as (_, p):
+        views = [await p.alice.run_session(1024) for _ in range(5)]
+        for view in views:
+            assert view.outcome == "qber_exceeded"
+            assert 0.2 <= view.qber <= 0.3, view.qber
+            assert view.key_id is None
+            assert p.bob.session(view.process_id).status == "failed"
+        assert p.alice_keys.count() == 0 and p.bob_keys.count() == 0
+
+
+async def test_channel_noise_is_measured_and_reconciled_or_the_key_withheld() -> None:
+    async with network(channel_error=0.03) as (net, p):
+        report = await run_sessions(net, p, 1024, sessions=4, concurrency=2)
+        assert p.alice_keys.count() == 0 and p.bob_keys.count() == 0
+    assert set(report["outcomes"]) <= {"confirmed", "confirmation_failed"}
+    assert report["sessions_confirmed"] == report["outcomes"].get("confirmed") >= 1
+    assert 0.01 < report["qber_mean"] < 0.06
+
+
+async def test_sessions_confirm_when_20_percent_of_workers_die_mid_session() -> None:
+    async with network(round_timeout=1.0) as (net, p):
+        report = await run_sessions(net, p, 256, sessions=6, concurrency=3, kill_fraction=0.2)
+        assert len(net.killed) == 3
+    assert report["sessions_confirmed"] == 6, report
+
+
+async def test_too_few_workers_fail_with_both_numbers() -> None:
+    async with network(workers=5) as (_, p):
+        view = await p.alice.run_session(256)
+    assert view.outcome == "not_enough_workers"
+    assert "6" in view.error and "found 5" in view.error
+
+
+async def test_bad_key_lengths_are_refused() -> None:
+    async with network(workers=6) as (_, p):
+        for bad in (0, -1, 10**9, True, "256"):
+            with pytest.raises(ValueError):
+                p.alice.begin_session(bad)  # type: ignore[arg-type]
+
+
+async def test_garbage_and_untrusted_commands_are_refused_and_workers_keep_serving() -> None:
+    async with network(workers=6) as (_, p):
+        worker = p.workers[0]
+        address = worker.node.address
+        assert await p.alice.node.call(address, RPC_MESSAGE, b"\x00garbage") is None
+        assert await p.alice.node.call(address, RPC_MESSAGE, b"\x07") is None
+        stranger = Identity.generate()
+        command = Command("ab" * 16, b"k" * 16, "QSG", 0, 8, {}, 0.0)
+        peer = await p.alice.channel.hello(address)
+        assert peer is not None
+        with pytest.raises(RemoteError, match="does not trust"):
+            signed = stranger.sign(command.to_wire())
+            await p.alice.channel.send(peer, {"k": "command", "cmd": signed})
+        with pytest.raises(RemoteError, match="unknown or finished round"):
+            await p.alice.channel.send(peer, {"k": "push", "rk": b"x" * 16, "chunk": 0,
+                                              "t": "s", "d": [b"\x00"]})
+        with pytest.raises(RemoteError, match="unknown message kind"):
+            await p.alice.channel.send(peer, {"k": "nope"})
+        hello = await p.alice.node.call(address, "cqkd_hello", b"")
+        assert msgpack.unpackb(hello)[0] == peer.public_key
+        view = await p.alice.run_session(64)
+        assert view.outcome == "confirmed", view.error

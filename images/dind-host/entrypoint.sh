@@ -5,8 +5,10 @@
 set -eu
 
 mount -o remount,rw /sys
+# The cgroup hierarchies are read-only bind mounts: change the mount's flag, not the
+# (shared, busy) cgroup filesystem under it.
 awk '$2 ~ "^/sys/fs/cgroup" {print $2}' /proc/mounts | while read -r mnt; do
-    mount -o remount,rw "$mnt"
+    mount -o remount,bind,rw "$mnt"
 done
 # Deepest first, so that nested masks come off before their parents.
 awk '$2 ~ "^/proc/" {print $2}' /proc/mounts | sort -r | while read -r mnt; do

@@ -66,18 +66,38 @@ class FastValueSpiderCrawl(_IndexedCrawl, ValueSpiderCrawl):  # type: ignore[mis
 
 
 class FastRoutingTable(RoutingTable):  # type: ignore[misc]
-    """find_neighbors returns the k nearest of the whole table (the original returned the
-    nearest of the first k nodes met while walking out from the target's bucket), and
-    excludes a node by id rather than by address."""
+    """find_neighbors over a flat index of the table, kept up to date incrementally: the k
+    nearest of the whole table (the original took the nearest of the first k nodes met
+    while walking out from the target's bucket), excluding a node by id, not address."""
 
-    def find_neighbors(self, node: Node, k: int | None = None, exclude: Node | None = None):
+    def flush(self) -> None:
+        super().flush()
+        self._index: dict[bytes, tuple[int, Node]] | None = None
+
+    def add_contact(self, node: Node) -> None:
+        buckets = len(self.buckets)
+        super().add_contact(node)
+        if self._index is None:
+            return
+        if len(self.buckets) != buckets:
+            self._index = None  # a split may promote replacement nodes
+        elif node.id in self.buckets[self.get_bucket_for(node)].nodes:
+            self._index[node.id] = (node.long_id, node)
+
+    def remove_contact(self, node: Node) -> None:
+        self._index = None  # removal may promote a replacement node
+        super().remove_contact(node)
+
+    def index(self) -> dict[bytes, tuple[int, Node]]:
+        if self._index is None:
+            self._index = {n.id: (n.long_id, n) for b in self.buckets for n in b.nodes.values()}
+        return self._index
+
+    def find_neighbors(
+        self, node: Node, k: int | None = None, exclude: Node | None = None
+    ) -> list[Node]:
         k = k or self.ksize
         target = node.long_id
-        excluded = exclude.id if exclude is not None else None
-        candidates = [
-            n
-            for bucket in self.buckets
-            for n in bucket.nodes.values()
-            if n.id != node.id and n.id != excluded
-        ]
-        return heapq.nsmallest(k, candidates, key=lambda n: n.long_id ^ target)
+        skip = {node.id, exclude.id} if exclude is not None else {node.id}
+        pairs = [(lid ^ target, n) for lid, n in self.index().values()]
+        return [n for _, n in heapq.nsmallest(k + 2, pairs) if n.id not in skip][:k]

@@ -420,7 +420,7 @@ class DhtNode:
         for bucket in self.protocol.router.buckets:
             for n in bucket.get_nodes():
                 if (n.ip, n.port) == address:
-                    bucket.remove_node(n)
+                    self.protocol.router.remove_contact(n)
                     return
 
     # --- adaptive parameters and maintenance ---

@@ -1,0 +1,223 @@
+"""DHT networks in one process with real UDP sockets on 127.0.0.1 (OS-assigned ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+
+import msgpack
+import pytest
+from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
+from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError
+from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
+from cqkd.local import LocalNetwork
+from cqkd.metrics import DHT_REJECTED_DATAGRAMS
+from cqkd.settings import Settings, load_settings
+from kademlia.node import Node
+
+pytestmark = pytest.mark.network
+
+REASONS = (
+    "too_short",
+    "too_large",
+    "bad_kind",
+    "bad_msgpack",
+    "bad_frame",
+    "unknown_rpc",
+    "unknown_app_rpc",
+    "bad_args",
+    "unexpected_response",
+)
+
+
+def fast_settings(**overrides: object) -> Settings:
+    return load_settings(rpc_timeout=0.3, **overrides)
+
+
+def rejected(reason: str) -> float:
+    return DHT_REJECTED_DATAGRAMS.labels(reason=reason)._value.get()
+
+
+async def test_join_fills_every_routing_table() -> None:
+    async with LocalNetwork(fast_settings(), workers=20) as net:
+        assert len(net.nodes) == 23  # 3 bootstrap nodes for 20 workers
+        for node in net.nodes:
+            assert len(node.live_peers()) >= min(node.params.k, 22)
+        assert net.discovery_seconds > 0
+
+
+async def test_store_on_one_node_get_from_every_other() -> None:
+    async with LocalNetwork(fast_settings(), workers=15) as net:
+        writer = net.workers[0]
+        assert await writer.set("greeting", "hello")
+        for node in net.nodes:
+            assert await node.get("greeting") == "hello"
+        assert await net.workers[3].get("never-stored") is None
+
+
+async def test_churn_keeps_lookups_working() -> None:
+    async with LocalNetwork(fast_settings(), workers=30, rng=random.Random(3)) as net:
+        for i in range(10):
+            assert await net.workers[i].set(f"key-{i}", f"value-{i}")
+        killed = await net.kill_workers(0.3)
+        assert len(killed) == 9
+        for i in range(10):
+            reader = random.Random(i).choice(net.nodes)
+            assert await reader.get(f"key-{i}") == f"value-{i}"
+        # Nodes joining after the churn still find the survivors and the data.
+        newcomer = await net.add_node("worker")
+        assert await newcomer.get("key-0") == "value-0"
+
+
+async def test_a_lost_bootstrap_node_does_not_stop_joins() -> None:
+    async with LocalNetwork(fast_settings(), workers=10) as net:
+        lost = net.bootstraps[0]
+        await lost.stop()
+        for _ in range(3):
+            node = await net.add_node("worker")
+            assert len(node.live_peers()) >= 5
+        states = {s.address: s for s in net.workers[0]._selector.states}  # type: ignore[union-attr]
+        assert states[lost.address].failures >= 1
+
+
+async def test_join_fails_clearly_when_no_bootstrap_answers() -> None:
+    node = DhtNode(fast_settings(k=5), host="127.0.0.1", port=0)
+    node.params = node.params.__class__(3, 5, 1.0, discovery_timeout=1.0)
+    await node.start()
+    try:
+        with pytest.raises(JoinError, match="no bootstrap node answered"):
+            await node.join([("127.0.0.1", 9)])
+        assert await node.join([("127.0.0.1", 9)], required=False) is False
+    finally:
+        await node.stop()
+
+
+async def test_ten_thousand_random_datagrams_then_ping_still_answers() -> None:
+    async with LocalNetwork(fast_settings(), workers=3) as net:
+        target, sender = net.workers[0], net.workers[1]
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        rng = random.Random(42)
+        before = sum(rejected(r) for r in REASONS)
+        crafted = [
+            b"",
+            b"\x00",
+            b"\x00" + os.urandom(20) + b"\xc1",  # never-used msgpack byte
+            b"\x00" + os.urandom(20) + msgpack.packb(["ping"]),
+            b"\x00" + os.urandom(20) + msgpack.packb(["stun", []]),
+            b"\x00" + os.urandom(20) + msgpack.packb(["__init__", []]),
+            b"\x00" + os.urandom(20) + msgpack.packb(["ping", [123]]),
+            b"\x00" + os.urandom(20) + msgpack.packb(["store", [os.urandom(20), b"k", b"v"]]),
+            b"\x00" + os.urandom(20) + msgpack.packb(["find_node", [os.urandom(20)]]),
+            b"\x00" + os.urandom(20) + msgpack.packb(["app", [os.urandom(20), "nope", b"x"]]),
+            b"\x01" + os.urandom(20) + msgpack.packb(True),
+            b"\x07" + os.urandom(40),
+        ]
+        nonempty = 1  # the oversized one below
+        for i in range(10_000):
+            if i % 4 == 0:
+                data = crafted[i % len(crafted)]
+            else:
+                data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 120)))
+            transport.sendto(data, target.address)
+            nonempty += bool(data)  # asyncio never hands an empty datagram to the protocol
+            await asyncio.sleep(0)  # one loop turn reads one datagram: no buffer overflow
+        transport.sendto(b"\x00" * 9000, target.address)  # oversized
+        await asyncio.sleep(0.2)
+        transport.close()
+        assert nonempty > 8_000
+        assert sum(rejected(r) for r in REASONS) - before == nonempty
+        answered, node_id = await sender.protocol.request(target.address, "ping", sender.node_id)
+        assert answered and node_id == target.node_id
+        assert await target.set("still", "serving") and await sender.get("still") == "serving"
+
+
+async def test_app_rpc_round_trip_and_errors() -> None:
+    async with LocalNetwork(fast_settings(), workers=3) as net:
+        server, client = net.workers[0], net.workers[1]
+
+        async def echo(sender: tuple[str, int], payload: bytes) -> bytes:
+            assert sender == client.address
+            return payload[::-1]
+
+        async def broken(sender: tuple[str, int], payload: bytes) -> bytes:
+            raise RuntimeError("secret payload must not be logged")
+
+        server.register_rpc("echo", echo)
+        server.register_rpc("broken", broken)
+        assert await client.call(server.address, "echo", b"abc") == b"cba"
+        big = os.urandom(MAX_PAYLOAD_BYTES)
+        assert await client.call(server.address, "echo", big) == big[::-1]
+        assert await client.call(server.address, "broken", b"x") is None
+        with pytest.raises(ValueError, match="over"):
+            await client.call(server.address, "echo", b"x" * (MAX_PAYLOAD_BYTES + 1))
+        unknown_before = rejected("unknown_app_rpc")
+        began = time.monotonic()
+        assert await net.workers[2].call(server.address, "unregistered", b"x") is None
+        assert time.monotonic() - began >= 0.25  # dropped, so the caller waited for its timeout
+        assert rejected("unknown_app_rpc") == unknown_before + 1
+        assert await client.call(server.address, "echo", b"still up") == b"pu llits"
+
+
+async def test_dead_peer_costs_one_timeout_then_is_skipped() -> None:
+    async with LocalNetwork(fast_settings(), workers=6) as net:
+        victim, caller = net.workers[0], net.workers[1]
+        address = victim.address
+        await victim.stop()
+        began = time.monotonic()
+        assert await caller.call(address, "anything", b"") is None
+        first = time.monotonic() - began
+        began = time.monotonic()
+        assert await caller.call(address, "anything", b"") is None
+        second = time.monotonic() - began
+        assert first >= 0.25 and second < 0.05
+        assert address not in {(p.host, p.port) for p in caller.live_peers()}
+
+
+async def test_health_checks_evict_a_peer_after_three_failures() -> None:
+    async with LocalNetwork(fast_settings(), workers=5, maintenance=False) as net:
+        checker_node, victim = net.workers[0], net.workers[1]
+        victim_node = Node(victim.node_id, *victim.address)
+        checker = HealthChecker(checker_node.protocol)
+        for depth in Depth:
+            assert await checker.check_peer(victim_node, depth)
+        await victim.stop()
+        for round_number in range(FAILURE_LIMIT):
+            assert not checker_node.protocol.router.is_new_node(victim_node), round_number
+            await checker.run_round()
+        assert checker_node.protocol.router.is_new_node(victim_node)
+
+
+async def test_adaptive_parameters_reach_the_running_server() -> None:
+    big = DhtNode(load_settings(worker_count=500), host="127.0.0.1", port=0)
+    pinned = DhtNode(
+        load_settings(worker_count=500, enable_adaptive_kademlia=False), host="127.0.0.1", port=0
+    )
+    explicit = DhtNode(load_settings(worker_count=500, k=7, alpha=2), host="127.0.0.1", port=0)
+    for node, (alpha, k) in ((big, (8, 40)), (pinned, (3, 20)), (explicit, (2, 7))):
+        await node.start()
+        try:
+            assert (node.params.alpha, node.params.k) == (alpha, k)
+            assert (node._server.alpha, node._server.ksize) == (alpha, k)
+            assert node.protocol.router.ksize == k
+        finally:
+            await node.stop()
+
+
+async def test_discover_adds_lookup_results_to_the_routing_table() -> None:
+    async with LocalNetwork(fast_settings(k=4), workers=30) as net:
+        node = net.workers[0]
+        peers = await node.discover(extra_lookups=4)
+        ids = {p.node_id for p in peers}
+        assert len(ids) == len(peers) and node.node_id not in ids
+        assert len(peers) >= len(node.live_peers())
+        everyone = {n.node_id for n in net.nodes}
+        assert ids <= everyone
+
+
+async def test_datagram_limit_constant_is_rpcudp_s() -> None:
+    assert MAX_DATAGRAM_BYTES == 1 + 20 + 8192

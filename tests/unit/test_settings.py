@@ -1,0 +1,99 @@
+"""Settings: the seed's environment names, CLI flags over them, one clear line when bad."""
+
+import pytest
+from cqkd.cli import main
+from cqkd.dht.bootstrap import Strategy
+from cqkd.settings import SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings()
+    assert (s.dht_port, s.rpc_timeout, s.enable_adaptive_kademlia) == (5678, 1.0, True)
+    assert s.bootstrap_nodes == [] and s.alpha is None and s.k is None
+    assert s.bootstrap_selection_strategy is Strategy.ROUND_ROBIN
+    assert s.bootstrap_max_connections_per_node == 50
+    assert s.effective_http_port == 5678
+
+
+def test_seed_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "DHT_PORT": "7003",
+        "BOOTSTRAP_NODES": "bootstrap-primary:5678, 10.0.0.2:5679",
+        "NODE_ID": "ab" * 20,
+        "ALPHA": "5",
+        "K": "33",
+        "QUERY_TIMEOUT": "2.5",
+        "RPC_TIMEOUT": "0.5",
+        "ENABLE_ADAPTIVE_KADEMLIA": "false",
+        "LOG_LEVEL": "debug",
+        "BOOTSTRAP_SELECTION_STRATEGY": "least_loaded",
+        "BOOTSTRAP_MAX_CONNECTIONS_PER_NODE": "7",
+        "WORKER_COUNT": "100",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert s.dht_port == 7003
+    assert s.bootstrap_nodes == [("bootstrap-primary", 5678), ("10.0.0.2", 5679)]
+    assert s.node_id_bytes == bytes.fromhex("ab" * 20)
+    assert (s.alpha, s.k, s.query_timeout, s.rpc_timeout) == (5, 33, 2.5, 0.5)
+    assert s.enable_adaptive_kademlia is False
+    assert s.log_level.value == "DEBUG"
+    assert s.bootstrap_selection_strategy is Strategy.LEAST_LOADED
+    assert (s.bootstrap_max_connections_per_node, s.worker_count) == (7, 100)
+
+
+def test_explicit_values_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("K", "33")
+    assert load_settings(k="12").k == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("K", "abc", "an integer 2..200"),
+        ("K", "1", "an integer 2..200"),
+        ("DHT_PORT", "70000", "a port 0..65535"),
+        ("BOOTSTRAP_NODES", "no-port", "comma-separated host:port list"),
+        ("BOOTSTRAP_NODES", "h:0", "comma-separated host:port list"),
+        ("NODE_ID", "xyz", "40 hex digits"),
+        ("ENABLE_ADAPTIVE_KADEMLIA", "maybe", "true or false"),
+        (
+            "BOOTSTRAP_SELECTION_STRATEGY",
+            "fastest",
+            "round_robin, least_loaded, priority or random",
+        ),
+        ("LOG_LEVEL", "loud", "DEBUG, INFO, WARNING or ERROR"),
+        ("RPC_TIMEOUT", "0", "seconds, 0 < t <= 60"),
+    ],
+)
+def test_bad_value_names_the_variable_and_accepted_values(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, accepted: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"invalid setting {name}=") and f"accepted: {accepted}" in message
+
+
+def test_cli_exits_2_with_one_line_on_a_bad_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ALPHA", "zero")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ALPHA" in err and "an integer 1..64" in err
+
+
+def test_cli_flag_is_validated_like_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bootstrap", "--bootstrap-selection-strategy", "nope"]) == 2
+    assert "BOOTSTRAP_SELECTION_STRATEGY" in capsys.readouterr().err
+
+
+def test_worker_without_bootstrap_nodes_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["worker", "--dht-port", "0"]) == 2
+    assert "BOOTSTRAP_NODES" in capsys.readouterr().err

@@ -98,10 +98,13 @@ class EndpointApis:
         etsi_port: int,
         tls: TlsFiles | None,
     ) -> None:
-        token = read_token(
-            settings.api_token.get_secret_value() if settings.api_token else None,
-            settings.api_token_file,
-        )
+        try:
+            token = read_token(
+                settings.api_token.get_secret_value() if settings.api_token else None,
+                settings.api_token_file,
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         control = ControlConfig(
             role=role,
             token=token,

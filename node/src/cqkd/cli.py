@@ -59,29 +59,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of workers stopped after convergence (default 0)",
     )
     local.add_argument("--seed", type=int, default=None, help="seed of the random choices")
-    local.add_argument("--key-bits", type=int, default=None,
-                       help="run key sessions of this many bits (Alice and Bob join)")
+    local.add_argument(
+        "--key-bits",
+        type=int,
+        default=None,
+        help="run key sessions of this many bits (Alice and Bob join)",
+    )
     local.add_argument("--sessions", type=int, default=1, help="key sessions (default 1)")
-    local.add_argument("--concurrency", type=int, default=1,
-                       help="key sessions at once (default 1)")
-    local.add_argument("--serve", action="store_true",
-                       help="keep the network up with Alice's and Bob's APIs until Ctrl-C")
-    local.add_argument("--api-ports", choices=("default", "any"), default="default",
-                       help="with --serve: 8001/8002 and 8443/8444, or any free ports")
+    local.add_argument(
+        "--concurrency", type=int, default=1, help="key sessions at once (default 1)"
+    )
+    local.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the network up with Alice's and Bob's APIs until Ctrl-C",
+    )
+    local.add_argument(
+        "--api-ports",
+        choices=("default", "any"),
+        default="default",
+        help="with --serve: 8001/8002 and 8443/8444, or any free ports",
+    )
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
-    for role, ports in (("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
-                        ("bob", "UDP 6001, HTTP 8002, ETSI 8444")):
+    for role, ports in (
+        ("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
+        ("bob", "UDP 6001, HTTP 8002, ETSI 8444"),
+    ):
         sub = commands.add_parser(
-            role, help=f"run {role.capitalize()}: DHT node, control API, ETSI 014 ({ports})")
+            role, help=f"run {role.capitalize()}: DHT node, control API, ETSI 014 ({ports})"
+        )
         _add_settings_flags(sub)
     keygen = commands.add_parser(
         "keygen", help="write a new owner private key file (mode 0600); print its public key"
     )
     keygen.add_argument("--out", required=True, type=Path, help="the file to create")
     probe = commands.add_parser("probe", help="exit 0 iff this node's /health answers 200")
-    probe.add_argument("--role", choices=("alice", "bob"), default=None,
-                       help="probe Alice's or Bob's control API (default port 8001 / 8002)")
+    probe.add_argument(
+        "--role",
+        choices=("alice", "bob"),
+        default=None,
+        help="probe Alice's or Bob's control API (default port 8001 / 8002)",
+    )
     _add_settings_flags(probe)
     return parser
 
@@ -108,12 +127,29 @@ async def serve(settings: Settings, role: str) -> None:
     if role == "worker" and not settings.bootstrap_nodes:
         raise SettingsError("BOOTSTRAP_NODES is empty: a worker needs host:port of a bootstrap")
     stop = asyncio.Event()
+    stop_requested = 0.0
+
+    def request_stop() -> None:
+        nonlocal stop_requested
+        stop_requested = stop_requested or time.monotonic()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, request_stop)
 
     node = DhtNode(settings, role)
     joined = False
+    # Workers play the protocol's roles; bootstraps only answer discovery's hello.
+    if role == "worker":
+        from cqkd.qkd.crypto import Identity
+        from cqkd.qkd.worker import Worker
+
+        Worker(node, Identity.generate(), settings)
+    else:
+        from cqkd.qkd.channel import serve_hello
+
+        serve_hello(node)
 
     def health() -> tuple[int, str, bytes]:
         size = node.routing_table_size
@@ -135,9 +171,7 @@ async def serve(settings: Settings, role: str) -> None:
     await node.start()
     # Same port number as the bound UDP port (DHT_PORT=0 picks one) unless HTTP_PORT is set.
     http_port = node.address[1] if settings.http_port is None else settings.http_port
-    http = HttpServer(
-        {"/health": health, "/metrics": metrics}, settings.dht_host, http_port
-    )
+    http = HttpServer({"/health": health, "/metrics": metrics}, settings.dht_host, http_port)
     try:
         await http.start()
         event(log, "http_listening", port=http.port)
@@ -155,7 +189,8 @@ async def serve(settings: Settings, role: str) -> None:
     finally:
         await http.stop()
         await node.stop()
-    event(log, "stopped", role=role)
+    shutdown = time.monotonic() - stop_requested if stop_requested else 0.0
+    event(log, "stopped", role=role, shutdown_seconds=round(shutdown, 3))
 
 
 # --- local network ---
@@ -183,15 +218,17 @@ def _session_summary(r: dict[str, Any]) -> str:
         return ""
     qber = "n/a" if r["qber_mean"] is None else f"{r['qber_mean']:.4f}"
     outcomes = ", ".join(f"{name} {count}" for name, count in sorted(r["outcomes"].items()))
-    return "\n" + "\n".join([
-        f"key sessions        {r['sessions']} of {r['key_bits']} bits, "
-        f"{r['concurrency']} at a time: {outcomes}",
-        f"confirmed (equal)   {r['sessions_confirmed']}",
-        f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
-        f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
-        f"QBER mean           {qber}",
-        f"final key rate      {r['final_key_bits_per_second'] / 1000:.2f} kbit/s",
-    ])
+    return "\n" + "\n".join(
+        [
+            f"key sessions        {r['sessions']} of {r['key_bits']} bits, "
+            f"{r['concurrency']} at a time: {outcomes}",
+            f"confirmed (equal)   {r['sessions_confirmed']}",
+            f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
+            f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
+            f"QBER mean           {qber}",
+            f"final key rate      {r['final_key_bits_per_second'] / 1000:.2f} kbit/s",
+        ]
+    )
 
 
 def local(args: argparse.Namespace, settings: Settings) -> int:
@@ -203,11 +240,13 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_USAGE
     if args.key_bits is not None and not (
-        1 <= args.key_bits <= settings.max_key_bits and args.sessions >= 1
-        and args.concurrency >= 1
+        1 <= args.key_bits <= settings.max_key_bits and args.sessions >= 1 and args.concurrency >= 1
     ):
-        print(f"cqkd local: 1 <= --key-bits <= {settings.max_key_bits}, --sessions >= 1, "
-              "--concurrency >= 1", file=sys.stderr)
+        print(
+            f"cqkd local: 1 <= --key-bits <= {settings.max_key_bits}, --sessions >= 1, "
+            "--concurrency >= 1",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):
@@ -215,12 +254,21 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
     if args.serve:
         from cqkd.endpoint import serve_local
 
-        asyncio.run(serve_local(settings, args.workers, args.api_ports == "any", args.seed,
-                                args.json))
+        asyncio.run(
+            serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json)
+        )
         return 0
     report = asyncio.run(
-        run_local(settings, args.workers, args.lookups, args.kill_fraction, args.seed,
-                  args.key_bits, args.sessions, args.concurrency)
+        run_local(
+            settings,
+            args.workers,
+            args.lookups,
+            args.kill_fraction,
+            args.seed,
+            args.key_bits,
+            args.sessions,
+            args.concurrency,
+        )
     )
     print(json.dumps(report) if args.json else _summary(report) + _session_summary(report))
     return 0

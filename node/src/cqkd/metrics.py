@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from cqkd import __version__
+
+disable_created_metrics()  # *_created series only double the scrape size here
 
 _LOOKUP_BUCKETS = (
     0.001,

@@ -236,3 +236,8 @@ class Channel:
         for key in [k for k, (expiry, _) in self._fragments.items() if expiry < now]:
             _, parts = self._fragments.pop(key)
             self._buffered -= sum(len(part) for part in parts if part is not None)
+
+
+def serve_hello(node: DhtNode) -> Channel:
+    """Let a node that plays no role (a bootstrap) answer discovery's hello."""
+    return Channel(node, Identity.generate())

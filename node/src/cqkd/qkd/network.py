@@ -9,11 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cqkd.dht.node import DhtNode
 from cqkd.local import LocalNetwork
 from cqkd.qkd.alice import Alice
 from cqkd.qkd.bob import Bob
-from cqkd.qkd.channel import Channel
+from cqkd.qkd.channel import serve_hello
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.keystore import KeyStore
 from cqkd.qkd.session import CONFIRMED, SessionView
@@ -41,11 +40,6 @@ class Protocol:
             return False
         mine, theirs = self.alice_keys.pop(view.key_id), self.bob_keys.pop(view.key_id)
         return mine is not None and mine == theirs
-
-
-def serve_hello(node: DhtNode) -> Channel:
-    """Let a node that plays no role (a bootstrap) answer discovery's hello."""
-    return Channel(node, Identity.generate())
 
 
 async def attach(

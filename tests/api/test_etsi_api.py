@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Deployment
+from api_harness import Deployment
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 

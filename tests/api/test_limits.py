@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import Deployment, serve_apis
+from api_harness import Deployment, serve_apis
 from cqkd.qkd.keystore import KeyStore
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]

@@ -1,0 +1,241 @@
+"""`cqkd alice`, `cqkd bob` and `cqkd local --serve` as real processes: they serve, exchange
+keys through their APIs, keep secrets out of their logs, and stop on SIGTERM."""
+
+import base64
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_harness import make_pki
+from cqkd.api.pki import LocalPki
+
+pytestmark = pytest.mark.network
+
+CQKD = [sys.executable, "-m", "cqkd"]
+TOKEN = "process-test-token-0123456789"
+WORKERS = 6
+START_SECONDS = 60.0
+STOP_SECONDS = 10.0
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP right now (each node uses one number for both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+class Processes:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = open(self.directory / f"{name}.log", "wb")  # noqa: SIM115 (lives with the process)
+        process = subprocess.Popen(
+            CQKD + args, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=log
+        )
+        self.running[name] = process
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.directory / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: str) -> tuple[int, float]:
+        """SIGTERM, then the exit code and how long the process took to exit."""
+        process = self.running.pop(name)
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(STOP_SECONDS)
+        return code, time.monotonic() - began
+
+    def kill_all(self) -> None:
+        for process in self.running.values():
+            process.kill()
+            process.wait()
+        self.running.clear()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.kill_all()
+
+
+def wait_until(check: Any, what: str) -> Any:
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def sae_client(pki: LocalPki, sae: str, port: int) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    pair = pki.master_sae if sae == "master" else pki.slave_sae
+    context.load_cert_chain(str(pair.cert), str(pair.key))
+    return httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30)
+
+
+def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
+    processes: Processes, tmp_path: Path
+) -> None:
+    pki = make_pki(tmp_path / "pki")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    owners = []
+    for side in ("alice", "bob"):
+        keygen = subprocess.run(
+            [*CQKD, "keygen", "--out", str(tmp_path / f"{side}.key")],
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        owners.append(keygen.stdout.strip())
+    bootstrap = free_port()
+    ports = {side: (free_port(), free_port(), free_port()) for side in ("alice", "bob")}
+    common = {
+        "DHT_HOST": "127.0.0.1",
+        "BOOTSTRAP_NODES": f"127.0.0.1:{bootstrap}",
+        "WORKER_COUNT": str(WORKERS),
+        "TRUSTED_OWNERS": ",".join(owners),
+        "LOG_LEVEL": "INFO",
+    }
+    processes.start("bootstrap", ["bootstrap"], {**common, "DHT_PORT": str(bootstrap)})
+    for side in ("bob", "alice"):
+        dht, http, etsi = ports[side]
+        pair = pki.alice if side == "alice" else pki.bob
+        env = {
+            **common,
+            "DHT_PORT": str(dht),
+            "HTTP_PORT": str(http),
+            "ETSI_PORT": str(etsi),
+            "OWNER_KEY_FILE": str(tmp_path / f"{side}.key"),
+            "API_TOKEN_FILE": str(tmp_path / "token"),
+            "TLS_CERT_FILE": str(pair.cert),
+            "TLS_KEY_FILE": str(pair.key),
+            "TLS_CA_FILE": str(pki.ca),
+            "ALICE_KME_ID": "kme-alice",
+            "BOB_KME_ID": "kme-bob",
+            "MASTER_SAE_ID": "sae-master-1",
+            "SLAVE_SAE_ID": "sae-slave-1",
+            "BOB_ADDRESS": f"127.0.0.1:{ports['bob'][0]}",
+        }
+        processes.start(side, [side], env)
+    for j in range(WORKERS):
+        processes.start(f"worker-{j}", ["worker"], {**common, "DHT_PORT": "0"})
+
+    alice = httpx.Client(base_url=f"http://127.0.0.1:{ports['alice'][1]}", timeout=30)
+    bob = httpx.Client(base_url=f"http://127.0.0.1:{ports['bob'][1]}", timeout=30)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with alice, bob:
+        for client in (alice, bob):
+            wait_until(lambda c=client: c.get("/ready").status_code == 200, "ready")
+        probe = subprocess.run(
+            [*CQKD, "probe", "--role", "alice"],
+            env={**os.environ, "HTTP_PORT": str(ports["alice"][1])},
+            capture_output=True,
+            timeout=30,
+        )
+        assert probe.returncode == 0, probe.stderr
+        accepted = alice.post("/generate-key", json={"desired_key_length": 256}, headers=auth)
+        assert accepted.status_code == 202, accepted.text
+        view = wait_until(
+            lambda: (
+                (v := alice.get(accepted.json()["status_url"], headers=auth).json())
+                and v["status"] != "running"
+                and v
+            ),
+            "the session",
+        )
+        assert view["outcome"] == "confirmed", view
+        alice_key = alice.get(f"/keys/{view['key_id']}", headers=auth).json()
+        bob_key = bob.get(f"/keys/{view['key_id']}", headers=auth).json()
+        assert alice_key == bob_key
+
+    with (
+        sae_client(pki, "master", ports["alice"][2]) as master,
+        sae_client(pki, "slave", ports["bob"][2]) as slave,
+    ):
+        issued = master.get("/api/v1/keys/sae-slave-1/enc_keys", params={"number": 2})
+        assert issued.status_code == 200, issued.text
+        keys = issued.json()["keys"]
+        delivered = slave.post(
+            "/api/v1/keys/sae-master-1/dec_keys",
+            json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]},
+        )
+        assert delivered.json()["keys"] == keys
+
+    for side in ("alice", "bob"):
+        code, seconds = processes.stop(side)
+        assert code == 0, processes.log(side)
+        assert seconds < 5.0
+        log = processes.log(side)
+        assert TOKEN not in log
+        for key in [*keys, alice_key]:
+            assert key["key"] not in log
+            assert base64.b64decode(key["key"]).hex() not in log
+        assert '"event": "stopped"' in log
+
+
+def test_local_serve_exchanges_a_key_and_cleans_up(processes: Processes) -> None:
+    process = processes.start(
+        "local", ["local", "--serve", "--api-ports", "any", "--workers", "8", "--json"], {}
+    )
+    assert process.stdout is not None
+    announced = json.loads(process.stdout.readline())
+    directory = Path(announced["ca"]).parent
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    token = Path(announced["token_file"]).read_text().strip()
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=announced["alice_control"], timeout=30) as alice:
+        accepted = alice.post("/generate-key", json={"desired_key_length": 256}, headers=auth)
+        assert accepted.status_code == 202
+    master, slave = announced["master_sae"], announced["slave_sae"]
+    pki = LocalPki(
+        ca=Path(announced["ca"]),
+        alice=None,  # type: ignore[arg-type]
+        bob=None,  # type: ignore[arg-type]
+        master_sae=_pair(master),
+        slave_sae=_pair(slave),
+    )
+    alice_port = int(announced["alice_etsi"].rsplit(":", 1)[1])
+    bob_port = int(announced["bob_etsi"].rsplit(":", 1)[1])
+    with sae_client(pki, "master", alice_port) as m, sae_client(pki, "slave", bob_port) as s:
+        keys = m.get(f"/api/v1/keys/{slave['id']}/enc_keys").json()["keys"]
+        got = s.get(
+            f"/api/v1/keys/{master['id']}/dec_keys", params={"key_ID": keys[0]["key_ID"]}
+        ).json()["keys"]
+        assert got == keys
+    code, _ = processes.stop("local")
+    assert code == 0, processes.log("local")
+    assert not directory.exists()
+    assert token not in processes.log("local")
+
+
+def _pair(sae: dict[str, str]) -> Any:
+    from cqkd.api.pki import CertPair
+
+    return CertPair(cert=Path(sae["cert"]), key=Path(sae["key"]))

@@ -74,7 +74,7 @@ class SessionStatus(BaseModel):
 class DeliveredKey(BaseModel):
     key_ID: str
     key: str = Field(description="the key, base64")
-    size: int = Field(description="the key's size in bits")
+    size: int = Field(description="the key's size in bits (whole bytes)")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

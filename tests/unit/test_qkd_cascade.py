@@ -32,11 +32,24 @@ def test_cascade_corrects_errors(qber: float) -> None:
         assert leaked < 3000
 
 
-def test_no_errors_costs_four_round_trips_and_few_parities() -> None:
+def test_no_errors_costs_one_round_trip_and_few_parities() -> None:
     alice = bytearray(random.getrandbits(1) for _ in range(300))
     leaked, steps = reconcile(alice, bytearray(alice), 0.0)
-    assert steps == 4
+    assert steps == 1
     assert leaked == sum(-(-300 // size) for size in (73, 146, 292, 300))
+    leaked, steps = reconcile(alice, bytearray(alice), 0.01)
+    assert steps == 4
+
+
+def test_errors_missed_by_the_sample_are_still_corrected() -> None:
+    rng = random.Random(3)
+    for _ in range(10):
+        alice = bytearray(rng.getrandbits(1) for _ in range(2000))
+        bob = bytearray(alice)
+        for position in rng.sample(range(2000), 5):
+            bob[position] ^= 1
+        reconcile(alice, bob, 0.0)
+        assert bob == alice
 
 
 def test_wrong_number_of_flags_is_refused() -> None:

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     round_timeout: float = Field(2.0, gt=0, le=600, description="seconds, 0 < t <= 600")
     session_timeout: float = Field(60.0, gt=0, le=3600, description="seconds, 0 < t <= 3600")
     session_ttl: float = Field(120.0, gt=0, le=86400, description="seconds, 0 < t <= 86400")
-    max_rounds: int = Field(8, ge=1, le=100, description="an integer 1..100")
+    max_rounds: int = Field(16, ge=1, le=100, description="an integer 1..100")
     pool_chunk_bits: int = Field(64, ge=1, le=65536, description="an integer 1..65536")
     worker_cache_seconds: float = Field(10.0, ge=0, le=3600, description="seconds, 0..3600")
     discovery_lookups: int = Field(2, ge=0, le=64, description="an integer 0..64")

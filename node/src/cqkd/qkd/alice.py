@@ -196,7 +196,7 @@ class Alice:
         lc = view.key_bits
         bob = await self._bob_peer()
         pool = bytearray()
-        reconciled = leaked = sampled = errors = sifted_total = 0
+        reconciled = leaked = sampled = errors = sifted_total = failures = 0
         assigned: dict[bytes, str] = {}
         positions = raw_length(lc, s.key_length_factor)
         refresh = False
@@ -228,9 +228,16 @@ class Alice:
                 q_blocks = q + 2 * math.sqrt(q * (1 - q) / sampled)
                 leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
                 reconciled = len(pool)
-                if secret_bits(len(pool), q, leaked) >= lc:
-                    await self._confirm(view, bob, pool, q, leaked)
-                    return
+                while secret_bits(len(pool), q, leaked) >= lc:
+                    if await self._confirm(view, bob, pool):
+                        return
+                    # Errors Cascade missed (the sample underestimated the QBER): one more
+                    # Cascade over the whole key, smaller blocks, its parities counted too.
+                    failures += 1
+                    if failures >= CONFIRM_ATTEMPTS:
+                        raise SessionFailed(
+                            CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
+                    leaked += await self._reconcile(view, bob, pool, 0, RETRY_QBER * failures)
             rate = 1.0 - h2(q) - per_bit
             if rate <= 0:
                 raise SessionFailed(QBER_EXCEEDED, f"no secret key is possible at QBER {q:.3f}")
@@ -259,7 +266,17 @@ class Alice:
         completed at both ends, and whether any chain was lost."""
         s = self.settings
         workers = await self.directory.workers(refresh=refresh)
-        chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits, assigned)
+        try:
+            chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits,
+                                    assigned)
+        except SessionFailed:
+            if refresh:
+                raise
+            # Peers that missed one RPC timeout under load count as dead for a while; a
+            # fresh hello revives those that answer.
+            workers = await self.directory.workers(refresh=True)
+            chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits,
+                                    assigned)
         round_key = secrets.token_bytes(ROUND_KEY_BYTES)
         order = random_permutation(positions)
         state = self._rounds[round_key] = _Round(chains)
@@ -386,29 +403,21 @@ class Alice:
             machine.answer([bool(f) for f in flags])
         return machine.leaked
 
-    async def _confirm(
-        self, view: SessionView, bob: PeerInfo, pool: bytearray, q: float, leaked: int
-    ) -> None:
-        """Hash, compare tags; on a mismatch (errors Cascade missed, when the sample
-        underestimated the QBER) reconcile the whole key once more with smaller blocks."""
-        for attempt in range(CONFIRM_ATTEMPTS):
-            if attempt:
-                leaked += await self._reconcile(view, bob, pool, 0, RETRY_QBER * attempt)
-                if secret_bits(len(pool), q, leaked) < view.key_bits:
-                    break
-            seed = secrets.token_bytes(SEED_BYTES)
-            key = toeplitz_hash(pool, view.key_bits, seed)
-            key_id = str(uuid.uuid4())
-            tag = confirmation_tag(key, view.process_id)
-            reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
-                                          "tag": tag, "kid": key_id})
-            if tags_match(tag, need(reply, "tag", bytes)):
-                self.keystore.add(key_id, key)
-                view.key_id = key_id
-                KEY_BITS.labels(stage="final").inc(view.key_bits)
-                QBER.set(view.qber or 0.0)
-                return
-        raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
+    async def _confirm(self, view: SessionView, bob: PeerInfo, pool: bytearray) -> bool:
+        """Hash to lc bits and compare HMAC tags; store the key only if they match."""
+        seed = secrets.token_bytes(SEED_BYTES)
+        key = toeplitz_hash(pool, view.key_bits, seed)
+        key_id = str(uuid.uuid4())
+        tag = confirmation_tag(key, view.process_id)
+        reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
+                                      "tag": tag, "kid": key_id})
+        if not tags_match(tag, need(reply, "tag", bytes)):
+            return False
+        self.keystore.add(key_id, key)
+        view.key_id = key_id
+        KEY_BITS.labels(stage="final").inc(view.key_bits)
+        QBER.set(view.qber or 0.0)
+        return True
 
 
 def _count(reply: Message, name: str, limit: int) -> int:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 from collections.abc import Sequence
+
+from cqkd.qkd.sorting import order_by_keys
 
 Range = tuple[int, int, int]  # (pass, start, end) in that pass's order
 PASSES = 4
@@ -34,6 +35,16 @@ def expected_leak_per_bit(qber: float) -> float:
     return top + qber * (math.log2(k1) + 1)
 
 
+def _public_order(seed: bytes, pass_no: int, n: int) -> list[int]:
+    """The shared pseudo-random order of a pass: keys from SHAKE-256 of the seed."""
+    for attempt in range(256):
+        keys = hashlib.shake_256(seed + bytes([pass_no, attempt])).digest(8 * n)
+        order = order_by_keys(keys, n)
+        if order is not None:
+            return order
+    raise ValueError("no distinct sort keys")  # 256 collisions in a row: not in this universe
+
+
 class Cascade:
     def __init__(self, n: int, qber: float, seed: bytes) -> None:
         if n < 1:
@@ -42,10 +53,7 @@ class Cascade:
         k1 = first_block_size(qber, n)
         self.block_sizes = [min(n, k1 << p) for p in range(PASSES)]
         self.orders: list[list[int]] = [list(range(n))]
-        for p in range(1, PASSES):
-            order = list(range(n))
-            random.Random(hashlib.sha256(seed + bytes([p])).digest()).shuffle(order)
-            self.orders.append(order)
+        self.orders += [_public_order(seed, p, n) for p in range(1, PASSES)]
         self.where: list[list[int]] = []
         for order in self.orders:
             inverse = [0] * n
@@ -53,6 +61,9 @@ class Cascade:
                 inverse[position] = index
             self.where.append(inverse)
         self.current_pass = -1
+        # A sample without errors: ask every pass's blocks in one round trip; errors then
+        # found are still corrected (statuses toggle in every pass begun), at some extra cost.
+        self.all_passes_at_once = qber == 0.0
         self.odd: list[set[int]] = [set() for _ in range(PASSES)]
         self.searches: dict[tuple[int, int], tuple[int, int]] = {}
         self.leaked = 0
@@ -72,9 +83,13 @@ class Cascade:
                 for (p, _), (start, end) in sorted(self.searches.items())
             ]
         elif self.current_pass < PASSES - 1:
-            self.current_pass += 1
-            p, k = self.current_pass, self.block_sizes[self.current_pass]
-            asked = [(p, start, min(start + k, self.n)) for start in range(0, self.n, k)]
+            first = self.current_pass + 1
+            self.current_pass = PASSES - 1 if self.all_passes_at_once else first
+            asked = [
+                (p, start, min(start + self.block_sizes[p], self.n))
+                for p in range(first, self.current_pass + 1)
+                for start in range(0, self.n, self.block_sizes[p])
+            ]
         else:
             asked = []
         self._asked = asked
@@ -88,12 +103,11 @@ class Cascade:
         self._asked = None
         self.leaked += len(asked)
         if not self.searches:
-            p = self.current_pass
-            k = self.block_sizes[p]
-            for (_, start, end), odd in zip(asked, mismatch, strict=True):
+            for (p, start, end), odd in zip(asked, mismatch, strict=True):
                 if odd:
-                    self.odd[p].add(start // k)
-                    self.searches[(p, start // k)] = (start, end)
+                    block = start // self.block_sizes[p]
+                    self.odd[p].add(block)
+                    self.searches[(p, block)] = (start, end)
         else:
             for key, (_, _, mid), odd in zip(sorted(self.searches), asked, mismatch, strict=True):
                 start, end = self.searches[key]

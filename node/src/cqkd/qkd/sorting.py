@@ -4,15 +4,27 @@ both sides read in that order (step 19): K = [bit[pi(j)] for j if pi(j) in V].""
 from __future__ import annotations
 
 import secrets
+import sys
+from array import array
 from collections.abc import Sequence
 
 
+def order_by_keys(keys: bytes, n: int) -> list[int] | None:
+    """0..n-1 sorted by n random 64-bit keys: a uniform permutation when the keys are
+    distinct (None if two collide, about n^2 / 2^65). Sorting runs in C, unlike a
+    Fisher-Yates loop with one CSPRNG call per position."""
+    values = array("Q", keys)
+    if sys.byteorder == "big":  # both sides must read the same keys
+        values.byteswap()
+    if len(set(values)) != n:
+        return None
+    return sorted(range(n), key=values.__getitem__)
+
+
 def random_permutation(n: int) -> list[int]:
-    """A uniform permutation of 0..n-1 (Fisher-Yates with the CSPRNG)."""
-    order = list(range(n))
-    for i in range(n - 1, 0, -1):
-        j = secrets.randbelow(i + 1)
-        order[i], order[j] = order[j], order[i]
+    """A uniform permutation of 0..n-1 from the CSPRNG."""
+    while (order := order_by_keys(secrets.token_bytes(8 * n), n)) is None:
+        pass
     return order
 
 

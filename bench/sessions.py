@@ -1,0 +1,64 @@
+"""Key session time and confirmed final-key throughput on in-process networks.
+
+    .venv/bin/python bench/sessions.py [--quick] [--profile FILE]
+
+Real UDP on loopback, real workers, Alice and Bob (cqkd.qkd.network). For each case:
+session time p50/p99 (one session at a time) and confirmed final-key bits per second
+(sessions run `concurrency` at a time; keys compared in both stores, never printed).
+Prints one JSON object per case. Nothing here is asserted.
+"""
+
+import argparse
+import asyncio
+import cProfile
+import json
+import time
+
+from cqkd.local import LocalNetwork
+from cqkd.qkd.network import attach, run_sessions
+from cqkd.settings import load_settings
+
+# (workers, key bits, sessions, concurrency)
+CASES = [
+    (15, 256, 50, 1),
+    (15, 4096, 10, 1),
+    (100, 256, 50, 1),
+    (100, 4096, 10, 1),
+    (15, 256, 100, 10),
+    (15, 4096, 20, 10),
+    (100, 256, 100, 10),
+    (100, 4096, 20, 10),
+]
+QUICK = [(15, 256, 20, 1), (15, 4096, 4, 1), (15, 256, 40, 10)]
+
+
+async def run_case(workers: int, key_bits: int, sessions: int, concurrency: int) -> dict:
+    settings = load_settings()
+    async with LocalNetwork(settings, workers) as net:
+        protocol = await attach(net, settings)
+        try:
+            await run_sessions(net, protocol, key_bits, 2, 1)  # warm the worker cache
+            began = time.monotonic()
+            report = await run_sessions(net, protocol, key_bits, sessions, concurrency)
+            report["wall_seconds"] = round(time.monotonic() - began, 3)
+        finally:
+            await protocol.stop()
+    report["workers"] = workers
+    return report
+
+
+async def main(cases: list[tuple[int, int, int, int]]) -> None:
+    for case in cases:
+        print(json.dumps(await run_case(*case)), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="three small cases")
+    parser.add_argument("--profile", default=None, help="write a cProfile of the run here")
+    args = parser.parse_args()
+    chosen = QUICK if args.quick else CASES
+    if args.profile:
+        cProfile.run("asyncio.run(main(chosen))", args.profile)
+    else:
+        asyncio.run(main(chosen))

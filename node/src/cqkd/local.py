@@ -5,6 +5,10 @@
         await net.add_node("alice", setup=register_alice_rpcs)   # extra nodes join too
         net.kill_workers(0.1)
 
+Workers start (open their socket and join) at most JOIN_CONCURRENCY at a time.
+`discovery_seconds` runs from the last worker's start until every node knows at least
+min(k, N-1) live peers; `startup_seconds` from the first node's start to the same point.
+
 `run_local()` is the engine of `cqkd local`: it returns the JSON-able report that the CLI
 prints (and that other parts extend with their own keys).
 """
@@ -102,16 +106,19 @@ class LocalNetwork:
             rng=self.rng,
         )
         self.workers = [self._node("worker") for _ in range(self.worker_count)]
-        for node in self.workers:
-            await node.start()
-        last_start = time.monotonic()
+        # Workers start as a fleet would: each opens its socket and joins at once, at most
+        # JOIN_CONCURRENCY at a time (one event loop carries every node's work here).
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+        last_start = time.monotonic()
 
-        async def paced_join(node: DhtNode) -> None:
+        async def start_worker(node: DhtNode) -> None:
+            nonlocal last_start
             async with gate:
+                await node.start()
+                last_start = time.monotonic()
                 await node.join(self.bootstrap_addresses)
 
-        await asyncio.gather(*(paced_join(n) for n in self.workers))
+        await asyncio.gather(*(start_worker(n) for n in self.workers))
         await self.wait_converged()
         self.discovery_seconds = time.monotonic() - last_start
         self.startup_seconds = time.monotonic() - began

@@ -8,6 +8,7 @@ RoutingTable.find_neighbors walks buckets with a heap push per node. Measured at
 from __future__ import annotations
 
 import heapq
+import time
 from typing import Any
 
 from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
@@ -66,32 +67,35 @@ class FastValueSpiderCrawl(_IndexedCrawl, ValueSpiderCrawl):  # type: ignore[mis
 
 
 class FastRoutingTable(RoutingTable):  # type: ignore[misc]
-    """find_neighbors over a flat index of the table, kept up to date incrementally: the k
-    nearest of the whole table (the original took the nearest of the first k nodes met
-    while walking out from the target's bucket), excluding a node by id, not address."""
+    """find_neighbors visits buckets nearest-first and stops once no further bucket can
+    hold a nearer node, so it reads a few buckets instead of the whole table. It returns
+    the exact k nearest (the original returned the nearest of the first k nodes met while
+    walking out from the target's bucket) and excludes a node by id, not by address."""
+
+    HEAD_PING_INTERVAL = 10.0
+
+    def add_contact(self, node: Node) -> None:
+        """As kademlia's, but a full bucket pings its least recently seen node at most once
+        per HEAD_PING_INTERVAL, not once per newcomer (a join storm sent thousands)."""
+        index = self.get_bucket_for(node)
+        bucket = self.buckets[index]
+        if bucket.add_node(node):
+            return
+        if bucket.has_in_range(self.node) or bucket.depth() % 5 != 0:
+            self.split_bucket(index)
+            self.add_contact(node)
+            return
+        head = bucket.head()
+        now = time.monotonic()
+        if now - self._head_pings.get(head.id, -self.HEAD_PING_INTERVAL) >= self.HEAD_PING_INTERVAL:
+            if len(self._head_pings) > 4 * self.ksize:
+                self._head_pings.clear()
+            self._head_pings[head.id] = now
+            self.protocol.spawn(self.protocol.call_ping(head))
 
     def flush(self) -> None:
         super().flush()
-        self._index: dict[bytes, tuple[int, Node]] | None = None
-
-    def add_contact(self, node: Node) -> None:
-        buckets = len(self.buckets)
-        super().add_contact(node)
-        if self._index is None:
-            return
-        if len(self.buckets) != buckets:
-            self._index = None  # a split may promote replacement nodes
-        elif node.id in self.buckets[self.get_bucket_for(node)].nodes:
-            self._index[node.id] = (node.long_id, node)
-
-    def remove_contact(self, node: Node) -> None:
-        self._index = None  # removal may promote a replacement node
-        super().remove_contact(node)
-
-    def index(self) -> dict[bytes, tuple[int, Node]]:
-        if self._index is None:
-            self._index = {n.id: (n.long_id, n) for b in self.buckets for n in b.nodes.values()}
-        return self._index
+        self._head_pings: dict[bytes, float] = {}
 
     def find_neighbors(
         self, node: Node, k: int | None = None, exclude: Node | None = None
@@ -99,5 +103,22 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
         k = k or self.ksize
         target = node.long_id
         skip = {node.id, exclude.id} if exclude is not None else {node.id}
-        pairs = [(lid ^ target, n) for lid, n in self.index().values()]
-        return [n for _, n in heapq.nsmallest(k + 2, pairs) if n.id not in skip][:k]
+        # Every id in [low, high] shares the bits above (low ^ high).bit_length(), so XOR
+        # distances from the target to that bucket are at least this bound.
+        ordered = sorted(
+            (((low ^ target) >> (shift := (low ^ high).bit_length())) << shift, index)
+            for index, (low, high) in enumerate(b.range for b in self.buckets)
+        )
+        found: list[tuple[int, Node]] = []
+        kth = None
+        for bound, index in ordered:
+            if kth is not None and bound > kth:
+                break
+            found.extend(
+                (n.long_id ^ target, n)
+                for n in self.buckets[index].nodes.values()
+                if n.id not in skip
+            )
+            if len(found) >= k:
+                kth = heapq.nsmallest(k, found)[-1][0]
+        return [n for _, n in heapq.nsmallest(k, found)]

@@ -180,7 +180,7 @@ class CqkdProtocol(KademliaProtocol):
                 return "unknown_app_rpc"
             if len(args[2]) > MAX_PAYLOAD_BYTES:
                 return "bad_args"
-            self._spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
+            self.spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
             return None
         response = self._handlers[name](addr, *args)
         self._send(RESPONSE, msg_id, response, addr)
@@ -202,7 +202,7 @@ class CqkdProtocol(KademliaProtocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(bytes((kind,)) + msg_id + msgpack.packb(body), addr)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -295,14 +295,18 @@ class CqkdProtocol(KademliaProtocol):
     # --- our RPC handlers ---
 
     def welcome_if_new(self, node: Node) -> None:
-        if node.id == self.source_node.id:
-            return  # our own address listed as a bootstrap, or a peer echoing our id
-        if self.router.is_new_node(node):
-            now = time.monotonic()
-            self._recent_joins.append(now)
-            while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
-                self._recent_joins.popleft()
-        super().welcome_if_new(node)
+        """kademlia's welcome_if_new (hand a new node the keys it should hold, then add
+        it), which skips our own id and counts arrivals for `load`."""
+        if node.id == self.source_node.id or not self.router.is_new_node(node):
+            return
+        now = time.monotonic()
+        self._recent_joins.append(now)
+        while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
+            self._recent_joins.popleft()
+        if self.storage.data:  # the storage scan below is costly and usually for nothing
+            super().welcome_if_new(node)
+        else:
+            self.router.add_contact(node)
 
     def rpc_find_node(
         self, sender: Address, nodeid: bytes, key: bytes

@@ -9,9 +9,7 @@ FROM ${BASE_IMAGE} AS build
 COPY build/wheelhouse/ /wheels/
 RUN python3 -m venv /opt/cqkd \
     && /opt/cqkd/bin/pip install --no-cache-dir --no-index --find-links /wheels cqkd \
-    && /opt/cqkd/bin/pip uninstall --yes pip \
-    && find /opt/cqkd -name __pycache__ -prune -exec rm -rf {} + \
-    && /opt/cqkd/bin/python -m compileall -q /opt/cqkd/lib
+    && /opt/cqkd/bin/pip uninstall --yes pip
 
 FROM ${BASE_IMAGE}
 ARG CQKD_VERSION=0.0.0

@@ -16,6 +16,8 @@ machine="$(uname -m)"
 
 # A fixed timestamp makes the node wheel byte-identical for identical sources.
 export SOURCE_DATE_EPOCH=315532800
+# A fixed timestamp makes the node wheel byte-identical for identical sources.
+export SOURCE_DATE_EPOCH=315532800
 rm -rf "$out"
 mkdir -p "$out"
 "$python" -m pip wheel --quiet --wheel-dir "$out" "$repo/node"

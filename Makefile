@@ -1,0 +1,36 @@
+# Thin entry points over the project's tools. `make deploy` sets up everything and deploys
+# scale=small; `make test` runs the whole suite (what .ci/run calls). Both need root on a
+# fresh machine: they install Debian packages and Docker Engine, and start dockerd.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+SCALE ?= small
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+# Ansible, Molecule and the tests find the venv's tools (and `cqkd`) first.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup deploy teardown lint test bench
+
+setup:
+	scripts/install-host-packages.sh
+	scripts/bootstrap-venv.sh
+	ansible-playbook ansible/images.yml
+
+deploy: setup
+	ansible-playbook deploy.yml -e scale=$(SCALE)
+
+teardown:
+	ansible-playbook ansible/teardown.yml
+
+lint:
+	ruff check .
+	mypy node/src
+	yamllint .
+	ansible-lint
+
+test: setup lint
+	pytest
+	if [[ -d molecule ]]; then molecule test --all; fi
+
+bench: setup
+	bench/image.sh

@@ -1,6 +1,8 @@
 """Key sessions on in-process networks: real UDP on loopback, real workers, Alice and Bob."""
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,3 +117,37 @@ async def test_garbage_and_untrusted_commands_are_refused_and_workers_keep_servi
         assert msgpack.unpackb(hello)[0] == peer.public_key
         view = await p.alice.run_session(64)
         assert view.outcome == "confirmed", view.error
+
+
+async def test_a_worker_plays_one_role_per_session_and_forgets_it_after_the_ttl() -> None:
+    async with network(workers=6, session_ttl=0.5) as (_, p):
+        peer = await p.alice.channel.hello(p.workers[0].node.address)
+        assert peer is not None
+        me = p.alice.identity
+
+        def command(role: str, feeds: dict) -> dict:
+            body = Command("cd" * 16, bytes(16), role, 0, 8, feeds, time.time()).to_wire()
+            return {"k": "command", "cmd": me.sign(body)}
+
+        qpp_feeds = {"QPM": peer}
+        assert await p.alice.channel.send(peer, command("QPP", qpp_feeds)) == {"ok": True}
+        with pytest.raises(RemoteError, match="already plays QPP"):
+            await p.alice.channel.send(peer, command("QPC", {"ALICE": peer, "BOB": peer}))
+        await asyncio.sleep(0.6)
+        with pytest.raises(RemoteError, match="unknown or finished round"):
+            await p.alice.channel.send(peer, {"k": "push", "rk": bytes(16), "chunk": 0,
+                                              "t": "s", "d": [b"\x00"]})
+        assert await p.alice.channel.send(
+            peer, command("QPC", {"ALICE": peer, "BOB": peer})) == {"ok": True}
+
+
+async def test_dedicated_mode_uses_one_worker_per_role_and_position() -> None:
+    async with network(workers=70, allocation_mode="dedicated", sample_min_bits=1) as (_, p):
+        view = await p.alice.run_session(4)
+        assert view.outcome == "confirmed", view.error
+        assert p.alice_keys.pop(view.key_id) == p.bob_keys.pop(view.key_id)
+        with pytest.raises(ValueError):
+            p.alice.begin_session(0)
+        view = await p.alice.run_session(64)
+        assert view.outcome == "not_enough_workers"
+        assert "dedicated mode needs 960 live workers" in view.error

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     k: int | None = Field(None, ge=2, le=200, description="an integer 2..200")
     query_timeout: float | None = Field(None, gt=0, le=600, description="seconds, 0 < t <= 600")
     rpc_timeout: float = Field(1.0, gt=0, le=60, description="seconds, 0 < t <= 60")
-    dead_peer_ttl: float = Field(10.0, ge=0, le=3600, description="seconds, 0..3600")
+    dead_peer_ttl: float = Field(60.0, ge=0, le=3600, description="seconds, 0..3600")
     enable_adaptive_kademlia: bool = Field(True, description="true or false")
     worker_count: int = Field(15, ge=0, le=100_000, description="an integer 0..100000")
     bootstrap_selection_strategy: Strategy = Field(
@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     session_timeout: float = Field(60.0, gt=0, le=3600, description="seconds, 0 < t <= 3600")
     session_ttl: float = Field(120.0, gt=0, le=86400, description="seconds, 0 < t <= 86400")
     max_rounds: int = Field(16, ge=1, le=100, description="an integer 1..100")
+    active_sessions: int = Field(
+        4, ge=1, le=1000, description="sessions Alice runs at once (more wait), 1..1000"
+    )
     pool_chunk_bits: int = Field(64, ge=1, le=65536, description="an integer 1..65536")
     worker_cache_seconds: float = Field(10.0, ge=0, le=3600, description="seconds, 0..3600")
     discovery_lookups: int = Field(2, ge=0, le=64, description="an integer 0..64")

@@ -22,9 +22,15 @@ from cqkd.dht.node import DhtNode
 from cqkd.logs import event
 from cqkd.metrics import KEY_BITS, QBER, SESSION_DURATION, SESSIONS
 from cqkd.qkd import bb84
-from cqkd.qkd.allocation import Chain, allocate_alice
+from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
-from cqkd.qkd.cascade import Cascade, expected_leak_per_bit, parities
+from cqkd.qkd.cascade import (
+    PASSES,
+    Cascade,
+    expected_leak,
+    expected_leak_per_bit,
+    parities,
+)
 from cqkd.qkd.channel import (
     Address,
     Channel,
@@ -92,6 +98,7 @@ class Alice:
         self._views: OrderedDict[str, SessionView] = OrderedDict()
         self._tasks: dict[str, asyncio.Task[SessionView]] = {}
         self._rounds: dict[bytes, _Round] = {}
+        self._active = asyncio.Semaphore(settings.active_sessions)
         self.channel.on("push", self._on_push)
 
     @property
@@ -166,7 +173,9 @@ class Alice:
     async def _run(self, view: SessionView) -> SessionView:
         began = time.monotonic()
         try:
-            async with asyncio.timeout(self.settings.session_timeout):
+            # Sessions beyond the limit queue here: on a saturated event loop every session
+            # would otherwise slow down until RPC timeouts fail them all.
+            async with self._active, asyncio.timeout(self.settings.session_timeout):
                 await self._exchange(view)
             view.status, view.outcome = "confirmed", CONFIRMED
         except SessionFailed as exc:
@@ -221,9 +230,8 @@ class Alice:
             KEY_BITS.labels(stage="sampled").inc(len(indices))
             if q > s.qber_threshold:
                 await self._reveal(view, bob, pool, errors, sampled)
-            per_bit = expected_leak_per_bit(q)
             unreconciled = len(pool) - reconciled
-            if secret_bits(len(pool), q, leaked + math.ceil(per_bit * unreconciled)) >= lc:
+            if secret_bits(len(pool), q, leaked + expected_leak(unreconciled, q)) >= lc:
                 # Blocks sized for a pessimistic QBER: an underestimate leaves errors behind.
                 q_blocks = q + 2 * math.sqrt(q * (1 - q) / sampled)
                 leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
@@ -238,12 +246,16 @@ class Alice:
                         raise SessionFailed(
                             CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
                     leaked += await self._reconcile(view, bob, pool, 0, RETRY_QBER * failures)
+            per_bit = expected_leak_per_bit(q)
             rate = 1.0 - h2(q) - per_bit
             if rate <= 0:
                 raise SessionFailed(QBER_EXCEEDED, f"no secret key is possible at QBER {q:.3f}")
-            wanted = math.ceil((lc + leaked - per_bit * reconciled) / rate) - len(pool)
+            # PASSES: a new segment costs at least one parity per pass.
+            wanted = math.ceil((lc + leaked + PASSES - per_bit * reconciled) / rate) - len(pool)
             kept_fraction = 0.5 * (1.0 - s.sample_fraction)
-            positions = max(MIN_TOPUP_POSITIONS, math.ceil(max(wanted, 1) / kept_fraction))
+            positions = math.ceil(max(wanted, 1) / kept_fraction)
+            if s.allocation_mode != DEDICATED:  # tiny rounds cost as many messages as big ones
+                positions = max(MIN_TOPUP_POSITIONS, positions)
         raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds of raw positions")
 
     async def _ask(self, bob: PeerInfo, message: Message) -> Message:
@@ -266,6 +278,8 @@ class Alice:
         completed at both ends, and whether any chain was lost."""
         s = self.settings
         workers = await self.directory.workers(refresh=refresh)
+        if round_no and s.allocation_mode == DEDICATED:  # a top-up takes what the network has
+            positions = max(1, min(positions, len(workers) // ROLES_PER_CHAIN))
         try:
             chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits,
                                     assigned)

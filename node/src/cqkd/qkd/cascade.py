@@ -45,6 +45,16 @@ def _public_order(seed: bytes, pass_no: int, n: int) -> list[int]:
     raise ValueError("no distinct sort keys")  # 256 collisions in a row: not in this universe
 
 
+def expected_leak(n: int, qber: float) -> int:
+    """Parities Cascade will likely disclose on n bits: every pass's blocks (at least one
+    each, however short the key) plus the binary searches."""
+    if n < 1:
+        return 0
+    k1 = first_block_size(qber, n)
+    top = sum(math.ceil(n / min(n, k1 << p)) for p in range(PASSES))
+    return top + math.ceil(n * qber * (math.log2(k1) + 1))
+
+
 class Cascade:
     def __init__(self, n: int, qber: float, seed: bytes) -> None:
         if n < 1:

@@ -11,6 +11,8 @@ from cqkd.qkd.channel import Channel, PeerInfo
 from cqkd.qkd.session import ROLES
 from cqkd.settings import Settings
 
+MORE_DISCOVERY_ROUNDS = 3
+
 
 class WorkerDirectory:
     def __init__(self, channel: Channel, settings: Settings) -> None:
@@ -37,8 +39,21 @@ class WorkerDirectory:
         return [w for w in self._workers if not protocol.is_dead(w.address)]
 
     async def _discover(self) -> list[PeerInfo]:
-        peers = await self.channel.node.discover(self.settings.discovery_lookups)
-        hellos = await asyncio.gather(*(self.channel.hello((p.host, p.port)) for p in peers))
+        node = self.channel.node
+        lookups = self.settings.discovery_lookups
+        peers = {p.node_id: p for p in await node.discover(lookups)}
+        # A routing table holds k peers per bucket: in a larger network than that, more
+        # lookups of random ids until the expected worker count is seen (or no progress).
+        for _ in range(MORE_DISCOVERY_ROUNDS):
+            if len(peers) >= self.settings.worker_count:
+                break
+            lookups = max(2 * lookups, 4)
+            found = {p.node_id: p for p in await node.discover(lookups)}
+            if found.keys() <= peers.keys():
+                break
+            peers.update(found)
+        hellos = await asyncio.gather(
+            *(self.channel.hello((p.host, p.port)) for p in peers.values()))
         self._workers = [h for h in hellos if h is not None and set(ROLES) <= set(h.roles)]
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
         return self._workers

@@ -153,7 +153,7 @@ class Worker:
     async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
         key = (need(message, "rk", bytes), need(message, "chunk", int))
         task = self._tasks.get(key)
-        if task is None:
+        if task is None or task.expires < time.time():
             raise ProtocolError("push for an unknown or finished round")
         kind = need(message, "t", str)
         if kind not in INPUTS[task.command.role]:

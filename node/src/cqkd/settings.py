@@ -135,7 +135,9 @@ class Settings(BaseSettings):
     active_sessions: int = Field(
         4, ge=1, le=1000, description="sessions Alice runs at once (more wait), 1..1000"
     )
-    pool_chunk_bits: int = Field(64, ge=1, le=65536, description="an integer 1..65536")
+    pool_chunk_bits: int = Field(
+        256, ge=1, le=65536, description="fewest positions per pooled chain, 1..65536"
+    )
     worker_cache_seconds: float = Field(10.0, ge=0, le=3600, description="seconds, 0..3600")
     discovery_lookups: int = Field(2, ge=0, le=64, description="an integer 0..64")
 

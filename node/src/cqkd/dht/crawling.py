@@ -7,8 +7,10 @@ RoutingTable.find_neighbors walks buckets with a heap push per node. Measured at
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
@@ -38,12 +40,42 @@ class IndexedNodeHeap(NodeHeap):  # type: ignore[misc]
 
 
 class _IndexedCrawl:
+    """The crawl with an IndexedNodeHeap, and rounds that do not wait for dead peers.
+
+    kademlia waits for every RPC of a round, so one dead peer stalls the lookup for a whole
+    RPC timeout. Here a round ends after the protocol's round timeout (from measured round
+    trip times, as TCP's retransmission timeout); peers still silent count as unanswered
+    for this lookup, and their RPCs finish in the background (a timeout evicts them, a late
+    answer still refreshes the routing table).
+    """
+
     nearest: NodeHeap
+    protocol: Any
+    node: Node
+    alpha: int
+    last_ids_crawled: list[bytes]
 
     def __init__(self, protocol: Any, node: Node, peers: list[Node], ksize: int, alpha: int):
         super().__init__(protocol, node, [], ksize, alpha)  # type: ignore[call-arg]
         self.nearest = IndexedNodeHeap(node, ksize)
         self.nearest.push(list(peers))
+
+    async def _find(self, rpcmethod: Callable[[Node, Node], Awaitable[Any]]) -> Any:
+        count = self.alpha
+        if self.nearest.get_ids() == self.last_ids_crawled:
+            count = len(self.nearest)
+        self.last_ids_crawled = self.nearest.get_ids()
+        calls = {}
+        for peer in self.nearest.get_uncontacted()[:count]:
+            calls[peer.id] = self.protocol.spawn(rpcmethod(peer, self.node))
+            self.nearest.mark_contacted(peer)
+        if calls:
+            await asyncio.wait(calls.values(), timeout=self.protocol.round_timeout)
+        found = {
+            peer_id: call.result() if call.done() else (False, None)
+            for peer_id, call in calls.items()
+        }
+        return await self._nodes_found(found)  # type: ignore[attr-defined]
 
 
 class FastNodeSpiderCrawl(_IndexedCrawl, NodeSpiderCrawl):  # type: ignore[misc]

@@ -136,8 +136,13 @@ class _Server(Server):  # type: ignore[misc]
             return False
         if self.node.distance_to(node) < max(n.distance_to(node) for n in nodes):
             self.storage[dkey] = value
-        results = await asyncio.gather(*(self.protocol.call_store(n, dkey, value) for n in nodes))
-        return any(answered for answered, _ in results)
+        # Like the crawl, do not wait a whole RPC timeout for a dead replica once one store
+        # succeeded; the others finish in the background.
+        stores = [self.protocol.spawn(self.protocol.call_store(n, dkey, value)) for n in nodes]
+        done, pending = await asyncio.wait(stores, timeout=self.protocol.round_timeout)
+        if not any(task.result()[0] for task in done) and pending:
+            await asyncio.wait(pending)
+        return any(task.result()[0] for task in stores if task.done())
 
 
 class DhtNode:
@@ -212,9 +217,7 @@ class DhtNode:
         resolved: list[Address] = []
         for host, port in addresses:
             try:
-                infos = await loop.getaddrinfo(
-                    host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM
-                )
+                address = (_ipv4_literal(host) or await _resolve(loop, host, port), port)
             except OSError as exc:
                 event(
                     log,
@@ -225,7 +228,6 @@ class DhtNode:
                     error=str(exc),
                 )
                 continue
-            address = (str(infos[0][4][0]), int(infos[0][4][1]))
             if address != self.address and address not in resolved:
                 resolved.append(address)
         return resolved
@@ -466,3 +468,17 @@ class DhtNode:
             ROUTING_TABLE_PEERS.set(self.routing_table_size)
             if self.routing_table_size == 0 and self._bootstrap:
                 await self.join(self._bootstrap, required=False)
+
+
+def _ipv4_literal(host: str) -> str | None:
+    """The host if it is already an IPv4 address: no resolver thread (about 0.6 MiB RSS)."""
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return None
+    return host
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> str:
+    infos = await loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+    return str(infos[0][4][0])

@@ -47,8 +47,9 @@ MAX_APP_NAME_BYTES = 64
 MAX_PAYLOAD_BYTES = MAX_RPC_BYTES - 128
 RCVBUF_BYTES = 4 * 1024 * 1024
 LOAD_WINDOW_SECONDS = 60.0
+MIN_ROUND_TIMEOUT = 0.05
 
-_Pending = tuple["asyncio.Future[tuple[bool, Any]]", asyncio.TimerHandle, Address]
+_Pending = tuple["asyncio.Future[tuple[bool, Any]]", asyncio.TimerHandle, Address, float]
 _VALUE_TYPES = (int, float, bool, str, bytes)
 _ID = "id"  # a 20-byte node id or key
 _SIGNATURES: dict[str, tuple[object, ...]] = {
@@ -115,8 +116,9 @@ class CqkdProtocol(KademliaProtocol):
         self.app_handlers = app_handlers
         self._pending: dict[bytes, _Pending] = {}
         self._dead: dict[Address, float] = {}
+        self._srtt, self._rttvar = rpc_timeout / 8, rpc_timeout / 16
         self._recent_joins: deque[float] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"rpc_{name}") for name in _SIGNATURES if name != "app"
         }
@@ -133,7 +135,7 @@ class CqkdProtocol(KademliaProtocol):
         super().connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for future, timer, _ in self._pending.values():
+        for future, timer, _, _ in self._pending.values():
             timer.cancel()
             if not future.done():
                 future.set_result((False, None))
@@ -191,9 +193,10 @@ class CqkdProtocol(KademliaProtocol):
         if pending is None or pending[2] != addr:
             return "unexpected_response"
         del self._pending[msg_id]
-        future, timer, _ = pending
+        future, timer, _, sent_at = pending
         timer.cancel()
         self._dead.pop(addr, None)
+        self._observe_rtt(time.monotonic() - sent_at)
         if not future.done():
             future.set_result((True, body))
         return None
@@ -202,12 +205,25 @@ class CqkdProtocol(KademliaProtocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(bytes((kind,)) + msg_id + msgpack.packb(body), addr)
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run `coro` as a task held until done and cancelled when the socket closes."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # --- outgoing requests ---
+
+    def _observe_rtt(self, sample: float) -> None:
+        # TCP's smoothed RTT and variation (RFC 6298), for the crawl's round timeout.
+        self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
+        self._srtt = 0.875 * self._srtt + 0.125 * sample
+
+    @property
+    def round_timeout(self) -> float:
+        """How long a lookup round waits for answers before moving on without them."""
+        rto = self._srtt + 4 * self._rttvar
+        return min(self.rpc_timeout, max(MIN_ROUND_TIMEOUT, rto))
 
     def is_dead(self, address: Address) -> bool:
         expiry = self._dead.get(address)
@@ -230,12 +246,12 @@ class CqkdProtocol(KademliaProtocol):
             raise ValueError(f"RPC {name} is {len(body)} bytes, over the {MAX_RPC_BYTES} limit")
         msg_id = os.urandom(MSG_ID_BYTES)
         timer = loop.call_later(self.rpc_timeout, self._on_timeout, msg_id)
-        self._pending[msg_id] = (future, timer, address)
+        self._pending[msg_id] = (future, timer, address, time.monotonic())
         self.transport.sendto(bytes((REQUEST,)) + msg_id + body, address)
         return future
 
     def _on_timeout(self, msg_id: bytes) -> None:
-        future, _, address = self._pending.pop(msg_id)
+        future, _, address, _ = self._pending.pop(msg_id)
         if self.dead_peer_ttl > 0:
             self._dead[address] = time.monotonic() + self.dead_peer_ttl
         if not future.done():

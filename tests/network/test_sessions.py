@@ -14,6 +14,7 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.network import Protocol, attach, run_sessions
 from cqkd.qkd.worker import Command
 from cqkd.settings import load_settings
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network
 
@@ -29,7 +30,18 @@ async def network(workers: int = 15, **knobs: Any) -> AsyncIterator[tuple[LocalN
             await protocol.stop()
 
 
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_256_bit_key_on_15_workers_is_equal_on_both_sides() -> None:
+    before = {
+        "confirmed": sample("cqkd_sessions_total", outcome="confirmed"),
+        "final": sample("cqkd_key_bits_total", stage="final"),
+        "raw": sample("cqkd_key_bits_total", stage="raw"),
+        "qpm": sample("cqkd_role_operations_total", role="QPM"),
+        "durations": sample("cqkd_session_duration_seconds_count"),
+    }
     async with network() as (_, p):
         view = await p.alice.run_session(256)
         assert view.outcome == "confirmed", view.error
@@ -39,6 +51,11 @@ async def test_256_bit_key_on_15_workers_is_equal_on_both_sides() -> None:
         alice_key, bob_key = p.alice_keys.pop(view.key_id), p.bob_keys.pop(view.key_id)
         assert alice_key is not None and len(alice_key) == 32
         assert alice_key == bob_key
+    assert sample("cqkd_sessions_total", outcome="confirmed") == before["confirmed"] + 1
+    assert sample("cqkd_key_bits_total", stage="final") == before["final"] + 256
+    assert sample("cqkd_key_bits_total", stage="raw") >= before["raw"] + 640
+    assert sample("cqkd_role_operations_total", role="QPM") > before["qpm"]
+    assert sample("cqkd_session_duration_seconds_count") == before["durations"] + 1
 
 
 async def test_100_sessions_all_confirm_with_equal_keys() -> None:

@@ -233,7 +233,7 @@ class Alice:
             unreconciled = len(pool) - reconciled
             if secret_bits(len(pool), q, leaked + expected_leak(unreconciled, q)) >= lc:
                 # Blocks sized for a pessimistic QBER: an underestimate leaves errors behind.
-                q_blocks = q + 2 * math.sqrt(q * (1 - q) / sampled)
+                q_blocks = q + 2 * math.sqrt(q * (1 - q) / max(sampled, 1))
                 leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
                 reconciled = len(pool)
                 while secret_bits(len(pool), q, leaked) >= lc:

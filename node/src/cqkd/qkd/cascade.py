@@ -13,6 +13,7 @@ block in every pass begun, which starts (or cancels) the search there: the casca
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -64,12 +65,6 @@ class Cascade:
         self.block_sizes = [min(n, k1 << p) for p in range(PASSES)]
         self.orders: list[list[int]] = [list(range(n))]
         self.orders += [_public_order(seed, p, n) for p in range(1, PASSES)]
-        self.where: list[list[int]] = []
-        for order in self.orders:
-            inverse = [0] * n
-            for index, position in enumerate(order):
-                inverse[position] = index
-            self.where.append(inverse)
         self.current_pass = -1
         # A sample without errors: ask every pass's blocks in one round trip; errors then
         # found are still corrected (statuses toggle in every pass begun), at some extra cost.
@@ -78,6 +73,11 @@ class Cascade:
         self.searches: dict[tuple[int, int], tuple[int, int]] = {}
         self.leaked = 0
         self._asked: list[Range] | None = None
+
+    @functools.cached_property
+    def where(self) -> list[list[int]]:
+        """where[p][position]: the position's index in pass p's order (only on a flip)."""
+        return [sorted(range(self.n), key=order.__getitem__) for order in self.orders]
 
     @property
     def done(self) -> bool:

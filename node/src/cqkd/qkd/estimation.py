@@ -24,8 +24,10 @@ def mismatches(own: Sequence[int], indices: Sequence[int], other_bits: Sequence[
 
 def remove_indices(key: bytearray, indices: Sequence[int]) -> bytearray:
     """The key without the sacrificed positions."""
-    drop = set(indices)
-    return bytearray(bit for i, bit in enumerate(key) if i not in drop)
+    kept = bytearray(key)
+    for i in sorted(set(indices), reverse=True):
+        del kept[i]
+    return kept
 
 
 def qber(errors: int, compared: int) -> float:

@@ -73,9 +73,14 @@ class _Round:
     spins: dict[int, int] = field(default_factory=dict)
     valid: dict[int, int] = field(default_factory=dict)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
+    broken: set[int] = field(default_factory=set)  # chains a worker failed to accept
 
     def chunk_done(self, chunk: int) -> bool:
         return chunk in self.spins and chunk in self.valid
+
+    def check_complete(self) -> None:
+        if all(self.chunk_done(c.chunk) for c in self.chains if c.chunk not in self.broken):
+            self.complete.set()
 
 
 class Alice:
@@ -208,10 +213,8 @@ class Alice:
         reconciled = leaked = sampled = errors = sifted_total = failures = 0
         assigned: dict[bytes, str] = {}
         positions = raw_length(lc, s.key_length_factor)
-        refresh = False
         for round_no in range(s.max_rounds):
-            fresh, lost = await self._round(view, bob, round_no, positions, assigned, refresh)
-            refresh = lost
+            fresh = await self._round(view, bob, round_no, positions, assigned)
             sifted_total += len(fresh)
             take = min(len(fresh), sample_target(sifted_total, s.sample_fraction,
                                                  s.sample_min_bits) - sampled)
@@ -272,20 +275,20 @@ class Alice:
 
     async def _round(
         self, view: SessionView, bob: PeerInfo, round_no: int, positions: int,
-        assigned: dict[bytes, str], refresh: bool,
-    ) -> tuple[bytearray, bool]:
+        assigned: dict[bytes, str],
+    ) -> bytearray:
         """Steps 2-19 for `positions` raw positions: the sifted bits of the chains that
-        completed at both ends, and whether any chain was lost."""
+        completed at both ends."""
         s = self.settings
-        workers = await self.directory.workers(refresh=refresh)
+        # Workers that failed to answer are marked dead by the DHT layer and left out here,
+        # so a top-up after lost chains needs no new discovery.
+        workers = await self.directory.workers()
         if round_no and s.allocation_mode == DEDICATED:  # a top-up takes what the network has
             positions = max(1, min(positions, len(workers) // ROLES_PER_CHAIN))
         try:
             chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits,
                                     assigned)
         except SessionFailed:
-            if refresh:
-                raise
             # Peers that missed one RPC timeout under load count as dead for a while; a
             # fresh hello revives those that answer.
             workers = await self.directory.workers(refresh=True)
@@ -299,8 +302,8 @@ class Alice:
             sinks = [(c, role) for c in chains for role in ("QPC", "QPM", "QPP")]
             acks = await asyncio.gather(*(
                 self._command(view, round_key, c, role, me, bob) for c, role in sinks))
-            broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
-            live = [c for c in chains if c.chunk not in broken]
+            state.broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
+            live = [c for c in chains if c.chunk not in state.broken]
             round_msg = {
                 "k": "round", "pid": view.process_id, "round": round_no, "lc": view.key_bits,
                 "mode": s.allocation_mode, "rk": round_key, "n": positions,
@@ -310,14 +313,18 @@ class Alice:
                 "used": [key for key, role in assigned.items() if role != "BG_B"],
             }
             sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
-            bob_reply, *_ = await asyncio.gather(
+            bob_reply, *source_acks = await asyncio.gather(
                 self._ask(bob, round_msg),
                 *(self._command(view, round_key, c, role, me, bob) for c, role in sources),
             )
+            # A chain whose source is dead will never complete: stop waiting for it.
+            state.broken |= {c.chunk for (c, _), ok in zip(sources, source_acks, strict=True)
+                             if not ok}
+            state.check_complete()
             for key in need(bob_reply, "bgb", list):
                 if isinstance(key, bytes):
                     assigned[key] = "BG_B"
-            if live:
+            if len(state.broken) < len(chains):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(s.round_timeout):
                         await state.complete.wait()
@@ -332,11 +339,10 @@ class Alice:
                     valid |= state.valid[c.chunk] << c.start
             view.raw_bits += positions
             KEY_BITS.labels(stage="raw").inc(positions)
-            lost = len(agreed) < len(chains)
-            if lost:
+            if len(agreed) < len(chains):
                 event(log, "chains_lost", process_id=view.process_id, round=round_no,
                       lost=len(chains) - len(agreed), chains=len(chains))
-            return sifted_key(spins, valid, order), lost
+            return sifted_key(spins, valid, order)
         finally:
             del self._rounds[round_key]
 
@@ -379,8 +385,7 @@ class Alice:
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
-        if all(state.chunk_done(c.chunk) for c in state.chains):
-            state.complete.set()
+        state.check_complete()
         return {"ok": True}
 
     async def _reveal(

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
@@ -22,7 +22,15 @@ from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import Cascade, parities
-from cqkd.qkd.channel import Address, Channel, Message, PeerInfo, ProtocolError, need
+from cqkd.qkd.channel import (
+    Address,
+    Channel,
+    Message,
+    PeerInfo,
+    ProtocolError,
+    RemoteError,
+    need,
+)
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import mismatches, qber, remove_indices
@@ -210,23 +218,38 @@ class Bob:
         self._rounds[round_key] = state
         session.rounds[round_no] = round_key
         session.view.raw_bits += positions
-        commands = []
-        for (chunk, qpm), worker in zip(qpms, generators, strict=True):
-            command = Command(pid, round_key, "BG_B", chunk, chains[chunk].count, {"QPM": qpm},
-                              time.time())
-            signed = self.identity.sign(command.to_wire())
-            commands.append(self.channel.send(worker, {"k": "command", "cmd": signed}))
         # Alice waits on this answer with a short RPC timeout: a dead BG_B must not stall it.
-        task = asyncio.create_task(self._command_generators(pid, commands))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        for (chunk, qpm), worker in zip(qpms, generators, strict=True):
+            task = asyncio.create_task(
+                self._command_generator(session, round_key, chunk, chains[chunk].count, qpm,
+                                        worker))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return {"bgb": [w.public_key for w in generators]}
 
-    async def _command_generators(self, pid: str, commands: list[Any]) -> None:
-        results = await asyncio.gather(*commands, return_exceptions=True)
-        failed = sum(1 for r in results if r is None or isinstance(r, BaseException))
-        if failed:
-            event(log, "bg_b_commands_failed", logging.WARNING, process_id=pid, failed=failed)
+    async def _command_generator(
+        self, session: _Session, round_key: bytes, chunk: int, count: int, qpm: PeerInfo,
+        worker: PeerInfo,
+    ) -> None:
+        """Command one BG_B; if it does not answer, one other free worker takes its place,
+        so a dead generator costs a retry rather than the chain."""
+        pid = session.view.process_id
+        command = Command(pid, round_key, "BG_B", chunk, count, {"QPM": qpm}, time.time())
+        message = {"k": "command", "cmd": self.identity.sign(command.to_wire())}
+        for attempt in range(2):
+            try:
+                if await self.channel.send(worker, message) is not None:
+                    return
+            except RemoteError:
+                pass
+            spare = [w for w in await self.directory.workers(wait=False)
+                     if w.public_key != worker.public_key
+                     and session.assigned.get(w.public_key, "BG_B") == "BG_B"]
+            if attempt or not spare:
+                break
+            worker = secrets.choice(spare)
+            session.assigned[worker.public_key] = "BG_B"
+        event(log, "bg_b_command_failed", logging.WARNING, process_id=pid, chunk=chunk)
 
     async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
         state = self._rounds.get(need(message, "rk", bytes))

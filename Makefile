@@ -33,4 +33,4 @@ test: setup lint
 	if [[ -d molecule ]]; then molecule test --all; fi
 
 bench: setup
-	bench/image.sh
+	for script in bench/*.py; do echo "== $$script"; python "$$script"; done

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from cqkd.httpd import HttpServer, metrics_response
 from cqkd.local import LocalNetwork, run_lookups
+from cqkd.qkd.network import attach, run_sessions
 from cqkd.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,9 +24,17 @@ pytestmark = pytest.mark.network
 
 @pytest.fixture
 async def scrape() -> str:
-    """/metrics of an in-process network that joined and ran lookups, over real HTTP."""
-    async with LocalNetwork(Settings(), workers=4) as net:
+    """/metrics of an in-process network that joined, ran lookups and a key session (so every
+    labelled series has samples for promtool to lint), over real HTTP."""
+    settings = Settings()
+    async with LocalNetwork(settings, workers=6) as net:
         await run_lookups(net, 3)
+        protocol = await attach(net, settings)
+        try:
+            report = await run_sessions(net, protocol, key_bits=64, sessions=1, concurrency=1)
+        finally:
+            await protocol.stop()
+        assert report["sessions_confirmed"] == 1, report
         server = HttpServer({"/metrics": metrics_response}, "127.0.0.1", 0)
         await server.start()
         try:
@@ -76,3 +85,4 @@ async def test_node_exports_process_cpu_and_memory(scrape):
     assert re.search(r"^process_resident_memory_bytes \d", scrape, re.MULTILINE)
     assert re.search(r'^cqkd_dht_queries_total\{operation="join",result="ok"\} [1-9]', scrape,
                      re.MULTILINE)
+    assert re.search(r'^cqkd_sessions_total\{outcome="confirmed"\} [1-9]', scrape, re.MULTILINE)

@@ -221,3 +221,20 @@ async def test_discover_adds_lookup_results_to_the_routing_table() -> None:
 
 async def test_datagram_limit_constant_is_rpcudp_s() -> None:
     assert MAX_DATAGRAM_BYTES == 1 + 20 + 8192
+
+
+@pytest.mark.parametrize("strategy", ["least_loaded", "priority", "random", "round_robin"])
+async def test_every_strategy_builds_a_network(strategy: str) -> None:
+    settings = fast_settings(bootstrap_selection_strategy=strategy)
+    async with LocalNetwork(settings, workers=16) as net:
+        assert len(net.bootstraps) == 3
+        selector = net.workers[0]._selector
+        assert selector is not None
+        steered = [len(s.steered) for s in selector.states]
+        assert sum(steered) == 16
+        if strategy == "priority":
+            assert steered[0] == 16
+        if strategy == "least_loaded":
+            assert any(s.reported_load > 0 for s in selector.states)
+        load = await net.workers[0].protocol.query_load(net.bootstraps[0].address)
+        assert load is not None and load >= 1

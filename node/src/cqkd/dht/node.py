@@ -287,9 +287,9 @@ class DhtNode:
                 self._selector = selector
         if selector.strategy is Strategy.LEAST_LOADED:
             loads = await asyncio.gather(*(self.protocol.query_load(a) for a in addresses))
-            for address, load in zip(addresses, loads, strict=True):
+            for probed, load in zip(addresses, loads, strict=True):
                 if load is not None:
-                    selector.record_load(address, load)
+                    selector.record_load(probed, load)
         tried: set[Address] = set()
         while (address := selector.select(exclude=tried)) is not None:
             tried.add(address)

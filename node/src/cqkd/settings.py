@@ -128,12 +128,14 @@ class Settings(BaseSettings):
     channel_error: float = Field(
         0.0, ge=0, lt=0.5, description="bit flip probability at this worker's QPM, 0..0.5"
     )
-    round_timeout: float = Field(2.0, gt=0, le=600, description="seconds, 0 < t <= 600")
+    round_timeout: float = Field(
+        2.0, gt=0, le=600, description="seconds of silence before a round gives up, 0 < t <= 600"
+    )
     session_timeout: float = Field(60.0, gt=0, le=3600, description="seconds, 0 < t <= 3600")
     session_ttl: float = Field(120.0, gt=0, le=86400, description="seconds, 0 < t <= 86400")
     max_rounds: int = Field(16, ge=1, le=100, description="an integer 1..100")
     active_sessions: int = Field(
-        4, ge=1, le=1000, description="sessions Alice runs at once (more wait), 1..1000"
+        2, ge=1, le=1000, description="sessions Alice runs at once (more wait), 1..1000"
     )
     pool_chunk_bits: int = Field(
         256, ge=1, le=65536, description="fewest positions per pooled chain, 1..65536"

@@ -73,6 +73,7 @@ class _Round:
     spins: dict[int, int] = field(default_factory=dict)
     valid: dict[int, int] = field(default_factory=dict)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
     broken: set[int] = field(default_factory=set)  # chains a worker failed to accept
 
     def chunk_done(self, chunk: int) -> bool:
@@ -81,6 +82,7 @@ class _Round:
     def check_complete(self) -> None:
         if all(self.chunk_done(c.chunk) for c in self.chains if c.chunk not in self.broken):
             self.complete.set()
+            self.progress.set()
 
 
 class Alice:
@@ -324,10 +326,14 @@ class Alice:
             for key in need(bob_reply, "bgb", list):
                 if isinstance(key, bytes):
                     assigned[key] = "BG_B"
-            if len(state.broken) < len(chains):
-                with contextlib.suppress(TimeoutError):
+            # Wait while pushes keep coming: a busy network is slow, a dead chain is silent.
+            while not state.complete.is_set() and len(state.broken) < len(chains):
+                state.progress.clear()
+                try:
                     async with asyncio.timeout(s.round_timeout):
-                        await state.complete.wait()
+                        await state.progress.wait()
+                except TimeoutError:
+                    break
             have = [c.chunk for c in live if state.chunk_done(c.chunk)]
             reply = await self._ask(bob, {"k": "collect", "pid": view.process_id,
                                           "round": round_no, "chunks": have})
@@ -385,6 +391,7 @@ class Alice:
         except ValueError as exc:
             raise ProtocolError(str(exc)) from None
         (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
+        state.progress.set()
         state.check_complete()
         return {"ok": True}
 

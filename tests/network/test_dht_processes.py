@@ -173,3 +173,15 @@ def test_local_json_report() -> None:
     assert 0 < report["discovery_seconds"] < 60
     assert 0 < report["lookup_p50_seconds"] <= report["lookup_p99_seconds"]
     assert report["peak_rss_bytes"] > 10 * 2**20
+
+
+def test_a_busy_port_is_fatal_and_exits_non_zero() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("0.0.0.0", 0))
+        env = {**os.environ, "DHT_PORT": str(busy.getsockname()[1])}
+        done = subprocess.run(
+            [*CQKD, "bootstrap"], env=env, capture_output=True, text=True, timeout=30
+        )
+    assert done.returncode == 1
+    fatal = json.loads(done.stderr.strip().splitlines()[-1])
+    assert fatal["event"] == "fatal" and "Address already in use" in fatal["error"]

@@ -113,11 +113,16 @@ class Alice:
         return self.channel.node
 
     async def start(self) -> None:
+        await self._look_for_bob()
+        await self.directory.workers(refresh=True)
+        self.directory.start(also=self._look_for_bob)
+
+    async def _look_for_bob(self) -> None:
         with contextlib.suppress(SessionFailed):
             await self._bob_peer()
-        await self.directory.workers(refresh=True)
 
     async def stop(self) -> None:
+        await self.directory.stop()
         for task in list(self._tasks.values()):
             task.cancel()
         for task in list(self._tasks.values()):

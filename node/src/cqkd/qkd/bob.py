@@ -118,8 +118,10 @@ class Bob:
 
     async def start(self) -> None:
         await self.directory.workers(refresh=True)
+        self.directory.start()
 
     async def stop(self) -> None:
+        await self.directory.stop()
         for pid in list(self._sessions):
             self._finish(pid, "failed", TIMEOUT, "Bob stopped")
 

@@ -5,13 +5,20 @@ sessions do not rediscover; a session that lost positions forces a refresh."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
+from cqkd.logs import event
 from cqkd.qkd.channel import Channel, PeerInfo
 from cqkd.qkd.session import ROLES
 from cqkd.settings import Settings
 
+log = logging.getLogger(__name__)
+
 MORE_DISCOVERY_ROUNDS = 3
+CONVERGING_REFRESH_SECONDS = 1.0
 
 
 class WorkerDirectory:
@@ -21,6 +28,33 @@ class WorkerDirectory:
         self._workers: list[PeerInfo] = []
         self._fresh_until = 0.0
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+
+    def start(self, also: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Refresh in the background: every second until WORKER_COUNT workers are seen,
+        then every WORKER_CACHE_SECONDS, so that /ready and /network-status stay current
+        without sessions. `also` runs before each refresh (Alice looks for Bob)."""
+        self._maintenance = asyncio.create_task(self._maintain(also))
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+
+    async def _maintain(self, also: Callable[[], Awaitable[object]] | None) -> None:
+        while True:
+            try:
+                if also is not None:
+                    await also()
+                await self.workers(refresh=True)
+            except Exception as exc:  # keep refreshing; the next round may work
+                event(log, "discovery_failed", logging.WARNING, error=type(exc).__name__)
+            converged = self.status()["converged"]
+            await asyncio.sleep(
+                max(CONVERGING_REFRESH_SECONDS, self.settings.worker_cache_seconds)
+                if converged else CONVERGING_REFRESH_SECONDS
+            )
 
     @property
     def known(self) -> list[PeerInfo]:

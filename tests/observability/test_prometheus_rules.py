@@ -74,20 +74,19 @@ def _render_config(render, config_dir: Path, targets: dict[str, list[str]]) -> P
     (config_dir / "file_sd").mkdir()
     for rules in STATIC_RULES:
         (config_dir / "rules" / rules.name).write_text(rules.read_text())
-    for job, hosts in targets.items():
-        (config_dir / "file_sd" / f"{job}.yml").write_text(yaml.safe_dump([{"targets": hosts}]))
+    groups = [{"targets": hosts, "labels": {"job": job}} for job, hosts in targets.items()]
+    (config_dir / "file_sd" / "cqkd.yml").write_text(yaml.safe_dump(groups))
     config = config_dir / "prometheus.yml"
     config.write_text(render(PROMETHEUS_DIR / "prometheus.yml.j2", {
         "prometheus_config_dir": str(config_dir),
         "prometheus_scrape_interval": "10s",
         "prometheus_scrape_timeout": "5s",
         "prometheus_evaluation_interval": "10s",
-        "prometheus_targets": targets,
     }))
     return config
 
 
-def test_config_renders_one_file_sd_job_per_role(promtool, render, tmp_path):
+def test_config_reads_the_targets_and_rules_it_was_rendered_for(promtool, render, tmp_path):
     targets = {
         "bootstrap": ["10.0.0.1:5678", "10.0.0.2:5679"],
         "worker": ["10.0.0.1:7001", "10.0.0.2:7001"],
@@ -98,10 +97,8 @@ def test_config_renders_one_file_sd_job_per_role(promtool, render, tmp_path):
     result = promtool("check", "config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 2 rule files found" in result.stdout
-    jobs = yaml.safe_load(config.read_text())["scrape_configs"]
-    assert [j["job_name"] for j in jobs] == sorted(targets)
-    assert all(j["file_sd_configs"][0]["files"] == [f"{tmp_path}/file_sd/{j['job_name']}.yml"]
-               for j in jobs)
+    (job,) = yaml.safe_load(config.read_text())["scrape_configs"]
+    assert job["file_sd_configs"][0]["files"] == [f"{tmp_path}/file_sd/cqkd.yml"]
 
 
 def test_config_check_rejects_a_broken_rule_file(promtool, render, tmp_path):

@@ -96,7 +96,7 @@ async def test_concurrent_requests_each_get_their_own_session(deployment: Deploy
         views = await asyncio.gather(
             *(wait_for_session(alice, url, deployment.auth) for url in urls)
         )
-        assert [view["outcome"] for view in views] == ["confirmed"] * 5
+        assert [view["outcome"] for view in views] == ["confirmed"] * 5, views
         assert len({view["key_id"] for view in views}) == 5
 
 

@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     procs.kill_all()
 
 
-def wait_until(check: Any, what: str) -> Any:
+def wait_until(check: Any, what: str | Callable[[], str]) -> Any:
+    """Poll `check` until it is truthy; `what` (or what it returns) names it on timeout."""
     deadline = time.monotonic() + START_SECONDS
     while True:
         try:
@@ -89,7 +90,10 @@ def wait_until(check: Any, what: str) -> Any:
                 return result
         except httpx.HTTPError:
             pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out waiting for {what if isinstance(what, str) else what()}"
+            )
         time.sleep(0.2)
 
 
@@ -122,6 +126,8 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
         "WORKER_COUNT": str(WORKERS),
         "TRUSTED_OWNERS": ",".join(owners),
         "LOG_LEVEL": "INFO",
+        # Nine Python processes start at once on a small machine: allow slow answers.
+        "RPC_TIMEOUT": "3",
     }
     processes.start("bootstrap", ["bootstrap"], {**common, "DHT_PORT": str(bootstrap)})
     for side in ("bob", "alice"):
@@ -152,7 +158,10 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with alice, bob:
         for client in (alice, bob):
-            wait_until(lambda c=client: c.get("/ready").status_code == 200, "ready")
+            wait_until(
+                lambda c=client: c.get("/ready").status_code == 200,
+                lambda c=client: f"ready: {c.get('/network-status').text}",
+            )
         probe = subprocess.run(
             [*CQKD, "probe", "--role", "alice"],
             env={**os.environ, "HTTP_PORT": str(ports["alice"][1])},
@@ -170,7 +179,7 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
             ),
             "the session",
         )
-        assert view["outcome"] == "confirmed", view
+        assert view["outcome"] == "confirmed", (view["error"], view)
         alice_key = alice.get(f"/keys/{view['key_id']}", headers=auth).json()
         bob_key = bob.get(f"/keys/{view['key_id']}", headers=auth).json()
         assert alice_key == bob_key

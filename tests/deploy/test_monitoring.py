@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from deploy_helpers import SCALE, Deployment
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = "http://127.0.0.1:9090"
-SCALE = yaml.safe_load((REPO / "ansible/scales/small.yml").read_text())
+PROFILE = yaml.safe_load((REPO / f"ansible/scales/{SCALE}.yml").read_text())
 # Grafana's variables, as "All" and a rate interval of a few 10 s scrapes would set them.
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
@@ -68,10 +69,10 @@ def recording_rules() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def monitored(deployment) -> dict[str, str]:
+def monitored(deployment: Deployment) -> dict[str, str]:
     """Waits until Prometheus scrapes every node of the deployment; returns instance -> job."""
-    expected = {"bootstrap": SCALE["cqkd_scale_bootstrap_count"],
-                "worker": SCALE["cqkd_scale_workers"], "alice": 1, "bob": 1}
+    expected = {"bootstrap": PROFILE["cqkd_scale_bootstrap_count"],
+                "worker": PROFILE["cqkd_scale_workers"], "alice": 1, "bob": 1}
     deadline = time.monotonic() + 90
     while True:
         targets = httpx.get(f"{PROMETHEUS}/api/v1/targets", timeout=10).json()["data"]
@@ -88,14 +89,29 @@ def monitored(deployment) -> dict[str, str]:
 
 
 def test_every_node_is_an_up_target(monitored):
-    assert len(monitored) == SCALE["cqkd_scale_workers"] + SCALE["cqkd_scale_bootstrap_count"] + 2
+    nodes = PROFILE["cqkd_scale_workers"] + PROFILE["cqkd_scale_bootstrap_count"] + 2
+    assert len(monitored) == nodes
+
+
+def exchange_key(deployment: Deployment, key_bits: int) -> None:
+    """One key session through Alice's API, waited for until it is confirmed."""
+    auth = {"Authorization": f"Bearer {deployment.api_token}"}
+    started = httpx.post(f"{deployment.alice_url}/generate-key", headers=auth, timeout=10,
+                         json={"desired_key_length": key_bits})
+    assert started.status_code == 202, started.text
+    status_url = f"{deployment.alice_url}{started.json()['status_url']}"
+    deadline = time.monotonic() + 60
+    while (view := httpx.get(status_url, headers=auth, timeout=10).json())["status"] == "running":
+        assert time.monotonic() < deadline, view
+        time.sleep(0.5)
+    assert view["status"] == "confirmed", view
 
 
 @pytest.fixture(scope="module")
-def recent_sessions(monitored, key_exchange) -> None:
+def recent_sessions(deployment: Deployment, monitored) -> None:
     """Key sessions in the last minute, then two scrapes, so that rates have data."""
     for _ in range(2):
-        key_exchange(256)
+        exchange_key(deployment, 256)
     time.sleep(25)
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, cast
 
 from fastapi import Depends, FastAPI, Path, Response
 from fastapi.responses import JSONResponse
@@ -24,9 +24,9 @@ from cqkd import __version__
 from cqkd.api.auth import bearer_token_guard
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
 from cqkd.metrics import exposition
+from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyStore
 
-Role = Literal["alice", "bob"]
 PROCESS_ID_PATTERN = r"^[0-9a-f]{32}$"
 
 
@@ -150,7 +150,7 @@ def create_control_app(
         )
 
     if config.role == "alice":
-        _add_generate_key(app, config, party, keystore, guarded)  # type: ignore[arg-type]
+        _add_generate_key(app, config, cast(KeyRequester, party), keystore, guarded)
     return app
 
 

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -20,6 +20,7 @@ from cqkd import __version__
 from cqkd.api.auth import client_sae_id
 from cqkd.api.control import KeyRequester
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyStore
 
 PREFIX = "/api/v1/keys"
@@ -28,7 +29,7 @@ Caller = Annotated[str, Depends(client_sae_id)]
 
 @dataclass(frozen=True)
 class EtsiConfig:
-    role: Literal["alice", "bob"]
+    role: Role
     kme_id: str
     peer_kme_id: str
     master_sae_id: str
@@ -167,7 +168,9 @@ class _TopUp:
         while not (keys := self.keystore.take(number, size // 8)):
             shortfall = number - self.keystore.count(size // 8)
             if self.keystore.count() + shortfall > self.keystore.max_keys:
-                raise ApiError(503, "the key store is full: the slave SAE must collect keys")
+                raise ApiError(
+                    503, "the key store is full: keys made for other requests wait to be collected"
+                )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ApiError(503, "keys not available yet: key sessions are too slow; retry")

@@ -117,9 +117,10 @@ class Alice:
         await self.directory.workers(refresh=True)
         self.directory.start(also=self._look_for_bob)
 
-    async def _look_for_bob(self) -> None:
+    async def _look_for_bob(self) -> bool:
         with contextlib.suppress(SessionFailed):
             await self._bob_peer()
+        return self._bob is not None
 
     async def stop(self) -> None:
         await self.directory.stop()
@@ -167,6 +168,8 @@ class Alice:
         status = self.directory.status()
         status["role"] = "alice"
         status["bob_reachable"] = self._bob is not None
+        # Alice can make keys only with Bob: not converged (nor ready) before she found him.
+        status["converged"] = bool(status["converged"]) and self._bob is not None
         return status
 
     # --- session ---

@@ -30,10 +30,11 @@ class WorkerDirectory:
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
         self._maintenance: asyncio.Task[None] | None = None
 
-    def start(self, also: Callable[[], Awaitable[object]] | None = None) -> None:
+    def start(self, also: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Refresh in the background: every second until WORKER_COUNT workers are seen,
         then every WORKER_CACHE_SECONDS, so that /ready and /network-status stay current
-        without sessions. `also` runs before each refresh (Alice looks for Bob)."""
+        without sessions. `also` runs before each refresh (Alice looks for Bob); while it
+        returns False the refresh stays at every second."""
         self._maintenance = asyncio.create_task(self._maintain(also))
 
     async def stop(self) -> None:
@@ -42,15 +43,16 @@ class WorkerDirectory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
 
-    async def _maintain(self, also: Callable[[], Awaitable[object]] | None) -> None:
+    async def _maintain(self, also: Callable[[], Awaitable[bool]] | None) -> None:
         while True:
+            satisfied = True
             try:
                 if also is not None:
-                    await also()
+                    satisfied = await also()
                 await self.workers(refresh=True)
             except Exception as exc:  # keep refreshing; the next round may work
                 event(log, "discovery_failed", logging.WARNING, error=type(exc).__name__)
-            converged = self.status()["converged"]
+            converged = satisfied and self.status()["converged"]
             await asyncio.sleep(
                 max(CONVERGING_REFRESH_SECONDS, self.settings.worker_cache_seconds)
                 if converged else CONVERGING_REFRESH_SECONDS

@@ -83,11 +83,13 @@ def idle_worker_mib(image: str) -> dict[str, float]:
         run(*common, "--name", names[0], "--env", f"DHT_PORT={bootstrap_port}", image, "bootstrap")
         run(*common, "--name", names[1], "--env", f"DHT_PORT={worker_port}",
             "--env", f"BOOTSTRAP_NODES=127.0.0.1:{bootstrap_port}", image, "worker")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while run("docker", "inspect", "--format", "{{.State.Health.Status}}",
                   names[1]).strip() != "healthy":
             if time.monotonic() > deadline:
-                raise SystemExit("the worker did not turn healthy within 60 s")
+                logs = subprocess.run(["docker", "logs", "--tail", "20", names[1]],
+                                      capture_output=True, text=True, check=False)
+                raise SystemExit(f"the worker is not healthy after 180 s:\n{logs.stderr}")
             time.sleep(0.5)
         time.sleep(20)
         return {"idle_worker_mib": stats_mib(names[1]), "idle_bootstrap_mib": stats_mib(names[0])}
@@ -114,8 +116,6 @@ def main() -> None:
         result.update(idle_worker_mib(node_tag))
     finally:
         subprocess.run(["docker", "image", "rm", node_tag], capture_output=True, check=False)
-        subprocess.run(["docker", "image", "prune", "--force", "--filter", "dangling=true",
-                        "--filter", f"label={LABEL}"], capture_output=True, check=False)
     print(json.dumps(result, indent=2))
 
 

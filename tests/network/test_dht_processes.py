@@ -47,7 +47,12 @@ class NodeProcess:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
-        self.port = int(self.wait_for("http_listening")["port"])
+        try:
+            self.port = int(self.wait_for("http_listening")["port"])
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def wait_for(self, event: str, timeout: float = 15.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout

@@ -8,7 +8,7 @@ from cqkd.settings import SettingsError, load_settings
 
 def test_defaults() -> None:
     s = load_settings()
-    assert (s.dht_port, s.rpc_timeout, s.enable_adaptive_kademlia) == (5678, 1.0, True)
+    assert (s.dht_port, s.rpc_timeout, s.enable_adaptive_kademlia) == (5678, 2.0, True)
     assert s.bootstrap_nodes == [] and s.alpha is None and s.k is None
     assert s.bootstrap_selection_strategy is Strategy.ROUND_ROBIN
     assert s.bootstrap_max_connections_per_node == 50

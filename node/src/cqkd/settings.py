@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     alpha: int | None = Field(None, ge=1, le=64, description="an integer 1..64")
     k: int | None = Field(None, ge=2, le=200, description="an integer 2..200")
     query_timeout: float | None = Field(None, gt=0, le=600, description="seconds, 0 < t <= 600")
-    rpc_timeout: float = Field(1.0, gt=0, le=60, description="seconds, 0 < t <= 60")
-    dead_peer_ttl: float = Field(60.0, ge=0, le=3600, description="seconds, 0..3600")
+    rpc_timeout: float = Field(2.0, gt=0, le=60, description="seconds, 0 < t <= 60")
+    dead_peer_ttl: float = Field(15.0, ge=0, le=3600, description="seconds, 0..3600")
     enable_adaptive_kademlia: bool = Field(True, description="true or false")
     worker_count: int = Field(15, ge=0, le=100_000, description="an integer 0..100000")
     bootstrap_selection_strategy: Strategy = Field(

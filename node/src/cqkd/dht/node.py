@@ -53,6 +53,7 @@ from cqkd.dht.protocol import (
     APP_OK,
     MAX_APP_NAME_BYTES,
     MAX_PAYLOAD_BYTES,
+    RCVBUF_BYTES,
     Address,
     AppHandler,
     CqkdProtocol,
@@ -107,6 +108,24 @@ class _Server(Server):  # type: ignore[misc]
             dead_peer_ttl=self._settings.dead_peer_ttl,
             app_handlers=self._app_handlers,
         )
+
+    async def listen(self, port: int, interface: str = "0.0.0.0") -> None:
+        """As kademlia's, on a socket we create: a 4 MiB receive buffer (bursts of many
+        nodes in one process overflow the default), and the protocol may drain it."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+            sock.bind((interface, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        self.transport, self.protocol = await loop.create_datagram_endpoint(
+            self._create_protocol, sock=sock
+        )
+        self.protocol.sock = sock
+        self.refresh_table()
 
     async def bootstrap_node(self, addr: Address) -> Node | None:
         node_id = await self.protocol.ping_address(addr)

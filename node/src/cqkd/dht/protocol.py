@@ -48,6 +48,7 @@ MAX_PAYLOAD_BYTES = MAX_RPC_BYTES - 128
 RCVBUF_BYTES = 4 * 1024 * 1024
 LOAD_WINDOW_SECONDS = 60.0
 MIN_ROUND_TIMEOUT = 0.05
+DRAIN_BATCH = 16
 
 _Pending = tuple["asyncio.Future[tuple[bool, Any]]", asyncio.TimerHandle, Address, float]
 _VALUE_TYPES = (int, float, bool, str, bytes)
@@ -114,6 +115,7 @@ class CqkdProtocol(KademliaProtocol):
         self.rpc_timeout = rpc_timeout
         self.dead_peer_ttl = dead_peer_ttl
         self.app_handlers = app_handlers
+        self.sock: socket.socket | None = None  # set by the server that owns the socket
         self._pending: dict[bytes, _Pending] = {}
         self._dead: dict[Address, float] = {}
         self._srtt, self._rttvar = rpc_timeout / 8, rpc_timeout / 16
@@ -128,13 +130,8 @@ class CqkdProtocol(KademliaProtocol):
 
     # --- transport ---
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        super().connection_made(transport)
-
     def connection_lost(self, exc: Exception | None) -> None:
+        self.sock = None
         for future, timer, _, _ in self._pending.values():
             timer.cancel()
             if not future.done():
@@ -144,9 +141,20 @@ class CqkdProtocol(KademliaProtocol):
             task.cancel()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        reason = self._handle_datagram(data, addr)
-        if reason is not None:
-            _reject(reason)
+        # asyncio reads one datagram per socket per loop turn; a busy node (a bootstrap
+        # during a join storm) then answers late and its peers time out. Drain a batch.
+        for _ in range(DRAIN_BATCH):
+            reason = self._handle_datagram(data, addr)
+            if reason is not None:
+                _reject(reason)
+            if self.sock is None:
+                return
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM_BYTES + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. an ICMP error queued on the socket; the transport reports it
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (e.g. port unreachable) are expected when peers die; timeouts handle them.
@@ -191,6 +199,7 @@ class CqkdProtocol(KademliaProtocol):
     def _accept_response_checked(self, msg_id: bytes, body: Any, addr: Address) -> str | None:
         pending = self._pending.get(msg_id)
         if pending is None or pending[2] != addr:
+            self._dead.pop(addr, None)  # a late answer still proves the peer is alive
             return "unexpected_response"
         del self._pending[msg_id]
         future, timer, _, sent_at = pending
@@ -292,7 +301,11 @@ class CqkdProtocol(KademliaProtocol):
         return self.handle_call_response(self._checked(result, _is_true), node_to_ask)
 
     async def ping_address(self, address: Address) -> bytes | None:
-        """Ping an address (a bootstrap); the peer's node id, or None."""
+        """Ping an address (a bootstrap); the peer's node id, or None.
+
+        A join always tries: an earlier timeout on a loaded host must not lock a node out
+        of its bootstrap for the whole dead-peer TTL."""
+        self._dead.pop(address, None)
         answered, node_id = self._checked(
             await self.request(address, "ping", self.source_node.id), _is_node_id
         )

@@ -4,10 +4,13 @@
   count and types) before anything else sees it; bad ones are dropped and counted in
   `cqkd_dht_rejected_datagrams_total{reason}`. rpcudp's `__getattr__` (any unknown
   attribute becomes a remote call) is disabled: outgoing RPCs go through `request()`.
-- Requests with synchronous handlers are answered inline, without one task per datagram.
+- Requests with synchronous handlers are answered inline, without one task per datagram,
+  and a busy socket is drained in batches (asyncio reads one datagram per loop turn).
 - Dead peers: the first RPC timeout evicts a peer from the routing table and remembers its
-  address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. Any valid
-  datagram from that address revives it.
+  address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. A request or
+  even a late answer from that address revives it.
+- Round-trip times feed an RFC 6298 style estimate, `round_timeout`, after which a lookup
+  round moves on without its silent peers (see crawling.py).
 - Extra RPCs: `load` (joins seen recently, routing table size) and `app` (application
   RPCs by name, see node.py).
 """

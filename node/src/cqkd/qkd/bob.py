@@ -293,8 +293,9 @@ class Bob:
             raise ProtocolError("round already collected")
         wanted = [c for c in need(message, "chunks", list) if c in state.chains]
         with contextlib.suppress(TimeoutError):
-            # Alice collected first and waits on our answer: a short grace, under her timeout.
-            async with asyncio.timeout(self.settings.rpc_timeout / 2):
+            # Alice collected first and waits on our answer: a short grace, well under her
+            # RPC timeout (a missed timeout marks us dead at her end for a while).
+            async with asyncio.timeout(self.settings.rpc_timeout / 4):
                 while not all(state.chains[c].done for c in wanted):
                     state.changed.clear()
                     await state.changed.wait()

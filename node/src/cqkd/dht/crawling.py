@@ -128,6 +128,24 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
     def flush(self) -> None:
         super().flush()
         self._head_pings: dict[bytes, float] = {}
+        self._removed: dict[bytes, float] = {}
+
+    REJOIN_GRACE = 60.0
+
+    def remove_contact(self, node: Node) -> None:
+        now = time.monotonic()
+        self._removed.pop(node.id, None)
+        self._removed[node.id] = now
+        for old_id, removed_at in list(self._removed.items()):
+            if now - removed_at < self.REJOIN_GRACE:
+                break
+            del self._removed[old_id]
+        super().remove_contact(node)
+
+    def recently_removed(self, node_id: bytes) -> bool:
+        """Whether this peer was evicted less than REJOIN_GRACE seconds ago."""
+        removed_at = self._removed.get(node_id)
+        return removed_at is not None and time.monotonic() - removed_at < self.REJOIN_GRACE
 
     def find_neighbors(
         self, node: Node, k: int | None = None, exclude: Node | None = None

@@ -335,7 +335,9 @@ class CqkdProtocol(KademliaProtocol):
         self._recent_joins.append(now)
         while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
             self._recent_joins.popleft()
-        if self.storage.data:  # the storage scan below is costly and usually for nothing
+        # Handing keys over walks the whole storage with a table search per key. A peer
+        # back soon after an eviction (mostly a timeout on a loaded host) got them before.
+        if self.storage.data and not self.router.recently_removed(node.id):
             super().welcome_if_new(node)
         else:
             self.router.add_contact(node)

@@ -3,6 +3,7 @@ targets of two real `cqkd` processes, and the container scrapes them and evaluat
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -154,13 +155,17 @@ def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, deploy_prometh
         "CqkdNodeDown", "CqkdQuerySuccessLow", "CqkdQberAboveAbortThreshold", "CqkdDiscoverySlow"}
     assert all(r["health"] == "ok" for r in rules), rules
 
-    inspect = subprocess.run(
-        ["docker", "inspect", "--format",
-         '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{index .Config.Labels "io.cqkd.role"}}',
-         deploy_prometheus.container],
+    (container,) = json.loads(subprocess.run(
+        ["docker", "inspect", deploy_prometheus.container],
         capture_output=True, text=True, check=True,
-    )
-    assert inspect.stdout.split() == ["65534:65534", "true", "prometheus"]
+    ).stdout)
+    host = container["HostConfig"]
+    assert container["Config"]["User"] == "65534:65534"
+    assert container["Config"]["Labels"]["io.cqkd.project"] == "cqkd"
+    assert container["Config"]["Labels"]["io.cqkd.role"] == "prometheus"
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"] and host["Memory"] > 0
+    assert host["NetworkMode"] == "host"
 
     second = deploy_prometheus(nodes)
     assert second.returncode == 0, second.stdout[-4000:]

@@ -106,6 +106,7 @@ class Alice:
         self._tasks: dict[str, asyncio.Task[SessionView]] = {}
         self._rounds: dict[bytes, _Round] = {}
         self._active = asyncio.Semaphore(settings.active_sessions)
+        self._sequence: dict[str, int] = {}
         self.channel.on("push", self._on_push)
 
     @property
@@ -206,8 +207,9 @@ class Alice:
         view.duration_seconds = time.monotonic() - began
         if view.outcome != CONFIRMED and self._bob is not None:
             with contextlib.suppress(Exception):
-                await self.channel.send(self._bob, {"k": "abort", "pid": view.process_id,
-                                                    "outcome": view.outcome})
+                await self._ask(self._bob, {"k": "abort", "pid": view.process_id,
+                                            "outcome": view.outcome})
+        self._sequence.pop(view.process_id, None)
         SESSIONS.labels(outcome=view.outcome).inc()
         SESSION_DURATION.observe(view.duration_seconds)
         event(log, "session_finished", process_id=view.process_id, outcome=view.outcome,
@@ -272,16 +274,27 @@ class Alice:
         raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds of raw positions")
 
     async def _ask(self, bob: PeerInfo, message: Message) -> Message:
-        try:
-            reply = await self.channel.send(bob, message)
-        except RemoteError as exc:
-            outcome, _, text = str(exc).partition(": ")
-            if outcome in OUTCOMES and text:
-                raise SessionFailed(outcome, f"Bob: {text}") from None
-            raise SessionFailed(ERROR, f"Bob refused {message['k']!r}: {exc}") from None
-        if reply is None:
-            raise SessionFailed(TIMEOUT, f"Bob did not answer {message['k']!r}")
-        return reply
+        """Send to Bob and return his answer. One answer lost to an RPC timeout is asked
+        again (numbered, so Bob answers without applying it twice), once the DHT layer
+        stops counting Bob as a dead peer."""
+        pid = message["pid"]
+        message["seq"] = self._sequence[pid] = self._sequence.get(pid, 0) + 1
+        protocol = self.node.protocol
+        for attempt in range(2):
+            if protocol.is_dead(bob.address):  # the mark lasts DEAD_PEER_TTL at most
+                await asyncio.sleep(self.settings.dead_peer_ttl)
+            try:
+                reply = await self.channel.send(bob, message)
+            except RemoteError as exc:
+                outcome, _, text = str(exc).partition(": ")
+                if outcome in OUTCOMES and text:
+                    raise SessionFailed(outcome, f"Bob: {text}") from None
+                raise SessionFailed(ERROR, f"Bob refused {message['k']!r}: {exc}") from None
+            if reply is not None:
+                return reply
+            event(log, "bob_silent", logging.WARNING, process_id=pid, message=message["k"],
+                  attempt=attempt + 1)
+        raise SessionFailed(TIMEOUT, f"Bob did not answer {message['k']!r}")
 
     async def _round(
         self, view: SessionView, bob: PeerInfo, round_no: int, positions: int,

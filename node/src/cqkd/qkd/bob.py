@@ -25,6 +25,7 @@ from cqkd.qkd.cascade import Cascade, parities
 from cqkd.qkd.channel import (
     Address,
     Channel,
+    Handler,
     Message,
     PeerInfo,
     ProtocolError,
@@ -105,12 +106,14 @@ class Bob:
         self._views: OrderedDict[str, SessionView] = OrderedDict()
         self._rounds: dict[bytes, _Round] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._answers: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
+        self.channel.on("push", self._on_push)
         for kind, handler in {
-            "round": self._on_round, "push": self._on_push, "collect": self._on_collect,
-            "sample": self._on_sample, "reveal": self._on_reveal, "cascade": self._on_cascade,
-            "confirm": self._on_confirm, "abort": self._on_abort,
+            "round": self._on_round, "collect": self._on_collect, "sample": self._on_sample,
+            "reveal": self._on_reveal, "cascade": self._on_cascade, "confirm": self._on_confirm,
+            "abort": self._on_abort,
         }.items():
-            self.channel.on(kind, handler)
+            self.channel.on(kind, self._answer_once(handler))
 
     @property
     def node(self) -> DhtNode:
@@ -158,6 +161,24 @@ class Bob:
             self._finish(pid, "failed", TIMEOUT, "session expired at Bob")
 
     # --- handlers ---
+
+    def _answer_once(self, handler: Handler) -> Handler:
+        """Alice numbers her messages per session and resends one whose answer was lost:
+        the resent message gets the same answer again instead of being applied twice."""
+
+        async def answer(sender: bytes, address: Address, message: Message) -> Message:
+            pid, seq = need(message, "pid", str), need(message, "seq", int)
+            last = self._answers.get(pid)
+            if last is not None and last[0] == sender and last[1] == seq:
+                return last[2]
+            reply = await handler(sender, address, message)
+            self._answers[pid] = (sender, seq, reply)
+            self._answers.move_to_end(pid)
+            while len(self._answers) > _KEPT_SESSIONS:
+                self._answers.popitem(last=False)
+            return reply
+
+        return answer
 
     async def _on_round(self, sender: bytes, address: Address, message: Message) -> Message:
         if self.trusted and sender not in self.trusted:

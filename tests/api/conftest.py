@@ -1,7 +1,9 @@
 """One in-process CQKD network (15 workers, Alice, Bob) with both sides' APIs, per module."""
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -10,6 +12,19 @@ from cqkd.api.pki import LocalPki
 from cqkd.local import LocalNetwork
 from cqkd.qkd.network import attach
 from cqkd.settings import load_settings
+
+CONVERGENCE_SECONDS = 30.0
+
+
+async def converged(*parties: Any) -> None:
+    """Until every party sees all the workers (as a deployment waits for /ready), or the
+    timeout: then the readiness test fails and says why, and the others still run."""
+    deadline = asyncio.get_running_loop().time() + CONVERGENCE_SECONDS
+    # The engine announces no event for this; its status is what /ready reads too.
+    while not all(party.network_status()["converged"] for party in parties):
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +42,7 @@ async def deployment(pki: LocalPki) -> AsyncIterator[Deployment]:
     settings = load_settings(**KME_IDS)
     async with LocalNetwork(settings, workers=WORKERS) as net:
         protocol = await attach(net, settings)
+        await converged(protocol.alice, protocol.bob)
         parties = {"alice": protocol.alice, "bob": protocol.bob}
         stores = {"alice": protocol.alice_keys, "bob": protocol.bob_keys}
         try:

@@ -36,7 +36,7 @@ async def test_status_endpoints_answer_without_token(deployment: Deployment, sid
         assert health.json()["status"] == "ok"
         assert health.json()["role"] == side
         ready = await client.get("/ready")
-        assert ready.status_code == 200, ready.text
+        assert ready.status_code == 200, (await client.get("/network-status")).text
         assert ready.json()["ready"] is True
         network = await client.get("/network-status")
         assert network.status_code == 200

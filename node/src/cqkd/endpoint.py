@@ -39,9 +39,6 @@ from cqkd.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-WORKER_REFRESH_UNTIL_CONVERGED_SECONDS = 2.0
-WORKER_REFRESH_SECONDS = 30.0
-
 
 def tls_files(settings: Settings) -> TlsFiles | None:
     """The ETSI server's TLS files: all three, or none (then ETSI 014 is not served)."""
@@ -189,7 +186,6 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             joining.result()
             event(log, "joined", role=role, routing_table_size=node.routing_table_size)
             await party.start()
-            tasks.append(asyncio.create_task(_follow_workers(party)))
             await stopping
     finally:
         for task in tasks:
@@ -199,17 +195,6 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         await party.stop()
         await node.stop()
     event(log, "stopped", role=role)
-
-
-async def _follow_workers(party: Any) -> None:
-    """Keep the engine's view of live workers fresh, so /ready and /network-status follow
-    the network: deployments start Alice and Bob before the workers."""
-    while True:
-        await party.directory.workers(refresh=True)
-        converged = bool(party.network_status().get("converged"))
-        await asyncio.sleep(
-            WORKER_REFRESH_SECONDS if converged else WORKER_REFRESH_UNTIL_CONVERGED_SECONDS
-        )
 
 
 async def serve_local(

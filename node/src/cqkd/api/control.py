@@ -11,6 +11,7 @@ Every handler is `async`: FastAPI runs plain functions in a thread pool, and the
 
 import base64
 import dataclasses
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from cqkd import __version__
 from cqkd.api.auth import bearer_token_guard
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.logs import event
 from cqkd.metrics import exposition
 from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyStore
+
+log = logging.getLogger(__name__)
 
 PROCESS_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -145,6 +149,7 @@ def create_control_app(
         key = keystore.pop(str(key_ID))
         if key is None:
             raise ApiError(404, "no key with this key_ID: unknown or already delivered")
+        event(log, "keys_delivered", api="control", keys=1, bits=len(key) * 8)
         return DeliveredKey(
             key_ID=str(key_ID), key=base64.b64encode(key).decode(), size=len(key) * 8
         )
@@ -193,6 +198,7 @@ def _add_generate_key(
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
         running.add(process_id)
+        event(log, "session_requested", process_id=process_id, key_bits=request.desired_key_length)
         status_url = f"/sessions/{process_id}"
         response.headers["Location"] = status_url
         return GenerateKeyAccepted(process_id=process_id, status_url=status_url)

@@ -9,6 +9,7 @@ Sizes are in bits (multiples of 8); keys are base64.
 
 import asyncio
 import base64
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -20,8 +21,11 @@ from cqkd import __version__
 from cqkd.api.auth import client_sae_id
 from cqkd.api.control import KeyRequester
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.logs import event
 from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyStore
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/keys"
 Caller = Annotated[str, Depends(client_sae_id)]
@@ -222,7 +226,9 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
                 [{"extension_unsupported": list(ext)} for ext in request.extension_mandatory],
             )
         size = check_size(request.number, request.size)
-        return _encode(await topup.take(request.number, size))
+        keys = await topup.take(request.number, size)
+        event(log, "keys_delivered", api="etsi_enc_keys", sae=caller, keys=len(keys), bits=size)
+        return _encode(keys)
 
     @app.get(PREFIX + "/{slave_SAE_ID}/enc_keys", tags=["master"])
     async def get_enc_keys(
@@ -262,6 +268,7 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
                 "keys not found: unknown or already delivered",
                 [{"key_ID": key_id} for key_id in missing],
             )
+        event(log, "keys_delivered", api="etsi_dec_keys", sae=caller, keys=len(keys))
         return _encode(list(keys.items()))
 
     @app.get(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])

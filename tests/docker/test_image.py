@@ -12,7 +12,7 @@ from docker_helpers import REPO, docker, free_port, package_version
 
 pytestmark = pytest.mark.docker
 
-HEALTHY_WITHIN_SECONDS = 60
+HEALTHY_WITHIN_SECONDS = 120
 
 
 def health(name: str) -> str:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -86,13 +87,20 @@ def nodes(tmp_path) -> Iterator[dict[str, list[str]]]:
             process.wait(10)
 
 
-@pytest.fixture
-def deploy_prometheus(tmp_path) -> Iterator:
-    name = f"cqkd-prometheus-test-{os.getpid()}"
-    port = free_port()
+@dataclass
+class RolePrometheus:
+    """The role applied to localhost with a container name, volume and port of its own."""
 
-    def run(targets: dict[str, list[str]]) -> subprocess.CompletedProcess[str]:
-        playbook = tmp_path / "prometheus.yml"
+    workdir: Path
+    container: str = f"cqkd-prometheus-test-{os.getpid()}"
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def deploy(self, targets: dict[str, list[str]]) -> subprocess.CompletedProcess[str]:
+        playbook = self.workdir / "prometheus.yml"
         playbook.write_text(yaml.safe_dump([{
             "name": "Run Prometheus against the test's nodes",
             "hosts": "localhost",
@@ -102,10 +110,10 @@ def deploy_prometheus(tmp_path) -> Iterator:
             "roles": [{
                 "role": "prometheus",
                 "prometheus_image_source": "debian",
-                "prometheus_container_name": name,
-                "prometheus_data_volume": name,
-                "prometheus_config_dir": str(tmp_path / "config"),
-                "prometheus_web_listen_address": f"127.0.0.1:{port}",
+                "prometheus_container_name": self.container,
+                "prometheus_data_volume": self.container,
+                "prometheus_config_dir": str(self.workdir / "config"),
+                "prometheus_web_listen_address": f"127.0.0.1:{self.port}",
                 "prometheus_scrape_interval": "2s",
                 "prometheus_evaluation_interval": "2s",
                 "prometheus_scrape_timeout": "1s",
@@ -119,13 +127,16 @@ def deploy_prometheus(tmp_path) -> Iterator:
                  "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
         )
 
-    run.url = f"http://127.0.0.1:{port}"
-    run.container = name
+
+@pytest.fixture
+def prometheus(tmp_path) -> Iterator[RolePrometheus]:
+    role = RolePrometheus(tmp_path)
     try:
-        yield run
+        yield role
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "volume", "rm", name], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", role.container], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", role.container], capture_output=True,
+                       check=False)
 
 
 def query(url: str, expr: str) -> list[dict]:
@@ -134,10 +145,10 @@ def query(url: str, expr: str) -> list[dict]:
     return response.json()["data"]["result"]
 
 
-def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, deploy_prometheus):
-    first = deploy_prometheus(nodes)
+def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, prometheus):
+    first = prometheus.deploy(nodes)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
-    url = deploy_prometheus.url
+    url = prometheus.url
 
     def all_up():
         targets = httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
@@ -156,7 +167,7 @@ def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, deploy_prometh
     assert all(r["health"] == "ok" for r in rules), rules
 
     (container,) = json.loads(subprocess.run(
-        ["docker", "inspect", deploy_prometheus.container],
+        ["docker", "inspect", prometheus.container],
         capture_output=True, text=True, check=True,
     ).stdout)
     host = container["HostConfig"]
@@ -167,6 +178,6 @@ def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, deploy_prometh
     assert "no-new-privileges:true" in host["SecurityOpt"] and host["Memory"] > 0
     assert host["NetworkMode"] == "host"
 
-    second = deploy_prometheus(nodes)
+    second = prometheus.deploy(nodes)
     assert second.returncode == 0, second.stdout[-4000:]
     assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", second.stdout), second.stdout[-3000:]

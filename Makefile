@@ -26,6 +26,7 @@ lint:
 	ruff check .
 	mypy node/src
 	yamllint .
+	shellcheck .ci/run scripts/*.sh images/*.sh
 	ansible-lint
 
 test: setup lint

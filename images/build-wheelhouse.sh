@@ -28,4 +28,4 @@ if [[ "$target_version" != "$host_version" ]]; then
         --platform "manylinux_2_36_$machine" --platform "manylinux2014_$machine" \
         "$out"/cqkd-*.whl
 fi
-echo "wheelhouse $out for Python $target_version: $(ls "$out" | wc -l) wheels"
+echo "wheelhouse $out for Python $target_version: $(find "$out" -name "*.whl" | wc -l) wheels"

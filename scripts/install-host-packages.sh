@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages the controller needs before anything else runs: venv support
 # for the virtualenv, debootstrap for the base image, promtool (Debian's prometheus package)
-# for the rule checks. Docker Engine itself is installed by the docker_host role.
+# for the rule checks, shellcheck for the scripts. Docker Engine itself is installed by the docker_host role.
 # Does nothing, and needs no root, when every package is already installed.
 set -euo pipefail
 
-packages=(python3-venv debootstrap prometheus)
+packages=(python3-venv debootstrap prometheus shellcheck)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the controller needs before anything else runs: venv support
 # for the virtualenv, debootstrap for the base image, promtool (Debian's prometheus package)
-# for the rule checks, shellcheck for the scripts. Docker Engine itself is installed by the docker_host role.
+# for the rule checks, shellcheck for the scripts. The docker_host role installs Docker.
 # Does nothing, and needs no root, when every package is already installed.
 set -euo pipefail
 

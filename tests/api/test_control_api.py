@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -192,3 +193,18 @@ async def test_unknown_paths_and_methods_are_4xx(deployment: Deployment) -> None
         assert (await alice.get("/nope")).status_code == 404
         assert (await alice.delete("/health")).status_code == 405
         assert (await alice.get("/generate-key", headers=deployment.auth)).status_code == 405
+
+
+async def test_oversized_bodies_get_413_before_any_check(deployment: Deployment) -> None:
+    big = b'{"desired_key_length": 256, "pad": "' + b"x" * 1_000_000 + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    async with deployment.control("alice") as alice:
+        declared = await alice.post("/generate-key", content=big)
+        streamed = await alice.post("/generate-key", content=chunks())
+        assert (await alice.get("/health")).status_code == 200
+    assert declared.status_code == streamed.status_code == 413
+    assert "request body over" in declared.json()["message"]

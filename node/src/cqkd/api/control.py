@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from cqkd import __version__
 from cqkd.api.auth import bearer_token_guard
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
 from cqkd.metrics import exposition
 from cqkd.ports import Role
@@ -99,6 +100,7 @@ def create_control_app(
         responses=ERRORS,
     )
     install_error_handlers(app, validation_status=422)
+    app.add_middleware(BodySizeLimit)
     guarded = [Depends(bearer_token_guard(config.token))]
     started = time.monotonic()
 

@@ -21,6 +21,7 @@ from cqkd import __version__
 from cqkd.api.auth import client_sae_id
 from cqkd.api.control import KeyRequester
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
+from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
 from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyStore
@@ -110,6 +111,7 @@ def create_etsi_app(
         dependencies=[Depends(client_sae_id)],
     )
     install_error_handlers(app, validation_status=status.HTTP_400_BAD_REQUEST)
+    app.add_middleware(BodySizeLimit)
     if config.role == "alice":
         if alice is None:
             raise ValueError("Alice's ETSI app needs Alice to run top-up sessions")

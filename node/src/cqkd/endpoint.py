@@ -42,21 +42,23 @@ log = logging.getLogger(__name__)
 
 def tls_files(settings: Settings) -> TlsFiles | None:
     """The ETSI server's TLS files: all three, or none (then ETSI 014 is not served)."""
-    paths = (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
-    if all(path is None for path in paths):
+    named = {
+        "TLS_CERT_FILE": settings.tls_cert_file,
+        "TLS_KEY_FILE": settings.tls_key_file,
+        "TLS_CA_FILE": settings.tls_ca_file,
+    }
+    given = {name: path for name, path in named.items() if path is not None}
+    if not given:
         return None
-    if any(path is None for path in paths):
+    if len(given) < len(named):
         raise SettingsError(
             "ETSI 014 needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE together (or none of "
             "them, to serve no ETSI API)"
         )
-    for name, path in zip(("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"), paths, strict=True):
-        assert path is not None
+    for name, path in given.items():
         if not path.is_file():
             raise SettingsError(f"{name} {path} is not a readable file")
-    cert, key, ca = paths
-    assert cert is not None and key is not None and ca is not None
-    return TlsFiles(cert=cert, key=key, ca=ca)
+    return TlsFiles(cert=given["TLS_CERT_FILE"], key=given["TLS_KEY_FILE"], ca=given["TLS_CA_FILE"])
 
 
 def etsi_config(settings: Settings, role: Role) -> EtsiConfig:

@@ -336,10 +336,10 @@ class Alice:
                 "used": [key for key, role in assigned.items() if role != "BG_B"],
             }
             sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
-            bob_reply, *source_acks = await asyncio.gather(
-                self._ask(bob, round_msg),
-                *(self._command(view, round_key, c, role, me, bob) for c, role in sources),
-            )
+            source_commands = asyncio.gather(
+                *(self._command(view, round_key, c, role, me, bob) for c, role in sources))
+            bob_reply, source_acks = await asyncio.gather(
+                self._ask(bob, round_msg), source_commands)
             # A chain whose source is dead will never complete: stop waiting for it.
             state.broken |= {c.chunk for (c, _), ok in zip(sources, source_acks, strict=True)
                              if not ok}

@@ -195,7 +195,8 @@ class Worker:
                 ("QPC", push(c.round_key, c.chunk, "cb", n, pol_class, bob_bases)),
             ]
         else:
-            valid = bb84.sift(*task.inputs["cb"], n)
+            pol_class, bob_bases = task.inputs["cb"]
+            valid = bb84.sift(pol_class, bob_bases, n)
             outputs = [(to, push(c.round_key, c.chunk, "v", n, valid)) for to in ("ALICE", "BOB")]
         ROLE_OPERATIONS.labels(role=c.role).inc()
         del self._tasks[key]

@@ -29,7 +29,7 @@ METRIC_NAMES = (
     "cqkd_session_duration_seconds",
     "cqkd_sessions_total",
     "cqkd_qber_ratio",
-    "cqkd_key_bits_total",
+    "cqkd_key_positions_total",
     "cqkd_role_operations_total",
     "cqkd_build_info",
 )

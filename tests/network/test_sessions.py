@@ -39,8 +39,8 @@ def sample(name: str, **labels: str) -> float:
 async def test_256_bit_key_on_15_workers_is_equal_on_both_sides() -> None:
     before = {
         "confirmed": sample("cqkd_sessions_total", outcome="confirmed"),
-        "final": sample("cqkd_key_bits_total", stage="final"),
-        "raw": sample("cqkd_key_bits_total", stage="raw"),
+        "final": sample("cqkd_key_positions_total", stage="final"),
+        "raw": sample("cqkd_key_positions_total", stage="raw"),
         "qpm": sample("cqkd_role_operations_total", role="QPM"),
         "durations": sample("cqkd_session_duration_seconds_count"),
     }
@@ -54,8 +54,8 @@ async def test_256_bit_key_on_15_workers_is_equal_on_both_sides() -> None:
         assert alice_key is not None and len(alice_key) == 32
         assert alice_key == bob_key
     assert sample("cqkd_sessions_total", outcome="confirmed") == before["confirmed"] + 1
-    assert sample("cqkd_key_bits_total", stage="final") == before["final"] + 256
-    assert sample("cqkd_key_bits_total", stage="raw") >= before["raw"] + 640
+    assert sample("cqkd_key_positions_total", stage="final") == before["final"] + 256
+    assert sample("cqkd_key_positions_total", stage="raw") >= before["raw"] + 640
     assert sample("cqkd_role_operations_total", role="QPM") > before["qpm"]
     assert sample("cqkd_session_duration_seconds_count") == before["durations"] + 1
 

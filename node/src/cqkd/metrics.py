@@ -72,7 +72,10 @@ SESSION_DURATION = Histogram(
 )
 SESSIONS = Counter("cqkd_sessions_total", "Key sessions by outcome.", ["outcome"])
 QBER = Gauge("cqkd_qber_ratio", "Quantum bit error rate estimated in the last session.")
-KEY_BITS = Counter("cqkd_key_bits_total", "Key bits by stage (raw, sifted, final...).", ["stage"])
+# Counted in key positions (one bit each): promtool rejects "bits" in a metric name.
+KEY_BITS = Counter(
+    "cqkd_key_positions_total", "Key positions (one bit each) by stage.", ["stage"]
+)
 ROLE_OPERATIONS = Counter(
     "cqkd_role_operations_total", "Role commands executed by workers, by role.", ["role"]
 )

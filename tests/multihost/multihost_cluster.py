@@ -20,7 +20,7 @@ NETWORK = f"cqkd-molecule-{SCENARIO}"
 PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text()
 PROBE_NAME = "cqkd-probe"
 PROBE_PORT = 7999
-PROBE_PERIOD = 1.0
+PROBE_PERIOD = 2.0
 PROJECT_LABEL = "io.cqkd.project=cqkd"
 
 
@@ -94,7 +94,8 @@ class DockerHost:
         self.docker(
             "run", "--detach", "--name", PROBE_NAME, "--label", PROJECT_LABEL,
             "--network", "host", "--read-only", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "--entrypoint", "python3", image,
+            "--security-opt", "no-new-privileges", "--no-healthcheck", "--entrypoint", "python3",
+            image,
             "-c", PROBE_SOURCE, self.name, str(PROBE_PORT), str(PROBE_PERIOD), bootstrap,
             ",".join(peers),
         )

@@ -6,6 +6,7 @@ is touched, a smaller redeploy removes the surplus workers, and teardown leaves 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -98,11 +99,9 @@ def test_api_refuses_a_request_without_token(deployment: Deployment) -> None:
 
 def test_etsi_status_over_mutual_tls(deployment: Deployment) -> None:
     secrets = deployment.secrets_dir
-    with httpx.Client(
-        verify=str(secrets / "ca.crt"),
-        cert=(str(secrets / "sae-master.crt"), str(secrets / "sae-master.key")),
-        timeout=10,
-    ) as client:
+    tls = ssl.create_default_context(cafile=str(secrets / "ca.crt"))
+    tls.load_cert_chain(str(secrets / "sae-master.crt"), str(secrets / "sae-master.key"))
+    with httpx.Client(verify=tls, timeout=10) as client:
         response = client.get(f"{deployment.alice_etsi_url}/api/v1/keys/sae-slave/status")
     assert response.status_code == 200, response.text
     assert response.json()["source_KME_ID"] == "cqkd-alice"

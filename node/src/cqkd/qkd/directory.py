@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from cqkd.logs import event
-from cqkd.qkd.channel import Channel, PeerInfo
+from cqkd.qkd.channel import Address, Channel, PeerInfo
 from cqkd.qkd.session import ROLES
 from cqkd.settings import Settings
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 MORE_DISCOVERY_ROUNDS = 3
 CONVERGING_REFRESH_SECONDS = 1.0
+MISSED_HELLOS_TO_DROP = 2
 
 
 class WorkerDirectory:
@@ -26,6 +27,7 @@ class WorkerDirectory:
         self.channel = channel
         self.settings = settings
         self._workers: list[PeerInfo] = []
+        self._missed: dict[Address, int] = {}
         self._fresh_until = 0.0
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -88,9 +90,25 @@ class WorkerDirectory:
             if found.keys() <= peers.keys():
                 break
             peers.update(found)
-        hellos = await asyncio.gather(
-            *(self.channel.hello((p.host, p.port)) for p in peers.values()))
-        self._workers = [h for h in hellos if h is not None and set(ROLES) <= set(h.roles)]
+        # Known workers stay candidates when this round's lookups missed them, and survive
+        # one unanswered hello: on a busy network answers come late, and /ready must not
+        # flap. A worker leaves after MISSED_HELLOS_TO_DROP unanswered hellos in a row.
+        known = {w.address: w for w in self._workers}
+        addresses = list({(p.host, p.port) for p in peers.values()} | known.keys())
+        hellos = await asyncio.gather(*(self.channel.hello(a) for a in addresses))
+        workers = []
+        for address, hello in zip(addresses, hellos, strict=True):
+            if hello is not None:
+                self._missed.pop(address, None)
+                if set(ROLES) <= set(hello.roles):
+                    workers.append(hello)
+            elif address in known:
+                self._missed[address] = self._missed.get(address, 0) + 1
+                if self._missed[address] < MISSED_HELLOS_TO_DROP:
+                    workers.append(known[address])
+                else:
+                    del self._missed[address]
+        self._workers = workers
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
         return self._workers
 

@@ -136,6 +136,31 @@ async def test_ten_thousand_random_datagrams_then_ping_still_answers() -> None:
         assert await target.set("still", "serving") and await sender.get("still") == "serving"
 
 
+async def test_a_burst_of_requests_is_answered_in_full() -> None:
+    # More datagrams than one drain batch wait in the socket at once: none may be lost.
+    async with LocalNetwork(fast_settings(), workers=1) as net:
+        target = net.workers[0]
+        answers: list[bytes] = []
+
+        class Collect(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                answers.append(data[1:21])
+
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(Collect, local_addr=("127.0.0.1", 0))
+        msg_ids = [os.urandom(20) for _ in range(100)]
+        for msg_id in msg_ids:  # no await in between: all queue on the target's socket
+            transport.sendto(
+                b"\x00" + msg_id + msgpack.packb(["ping", [os.urandom(20)]]), target.address
+            )
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if len(answers) == len(msg_ids):
+                break
+        transport.close()
+        assert sorted(answers) == sorted(msg_ids)
+
+
 async def test_app_rpc_round_trip_and_errors() -> None:
     async with LocalNetwork(fast_settings(), workers=3) as net:
         server, client = net.workers[0], net.workers[1]

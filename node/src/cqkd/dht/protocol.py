@@ -146,11 +146,12 @@ class CqkdProtocol(KademliaProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         # asyncio reads one datagram per socket per loop turn; a busy node (a bootstrap
         # during a join storm) then answers late and its peers time out. Drain a batch.
-        for _ in range(DRAIN_BATCH):
+        # Stop before reading a datagram this call will not handle: that one would be lost.
+        for left in range(DRAIN_BATCH - 1, -1, -1):
             reason = self._handle_datagram(data, addr)
             if reason is not None:
                 _reject(reason)
-            if self.sock is None:
+            if left == 0 or self.sock is None:
                 return
             try:
                 data, addr = self.sock.recvfrom(MAX_DATAGRAM_BYTES + 1)

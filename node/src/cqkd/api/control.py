@@ -10,12 +10,11 @@ Every handler is `async`: FastAPI runs plain functions in a thread pool, and the
 """
 
 import base64
-import dataclasses
 import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol, cast
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import Depends, FastAPI, Path, Response
 from fastapi.responses import JSONResponse
@@ -29,6 +28,7 @@ from cqkd.logs import event
 from cqkd.metrics import exposition
 from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.session import SessionView
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +61,6 @@ class ControlConfig:
 class GenerateKeyAccepted(BaseModel):
     process_id: str
     status_url: str
-
-
-class SessionStatus(BaseModel):
-    process_id: str
-    status: Literal["running", "confirmed", "failed"]
-    outcome: str | None
-    key_bits: int
-    raw_bits: int
-    sifted_bits: int | None
-    qber: float | None
-    duration_seconds: float | None
-    key_id: str | None
-    error: str | None
 
 
 class DeliveredKey(BaseModel):
@@ -138,12 +125,12 @@ def create_control_app(
         process_id: Annotated[
             str, Path(pattern=PROCESS_ID_PATTERN, description="32 lowercase hex digits")
         ],
-    ) -> SessionStatus:
+    ) -> SessionView:
         """A session's status, lengths, QBER, duration, outcome and key_ID (never the key)."""
         view = party.session(process_id)
         if view is None:
             raise ApiError(404, "no session with this process_id")
-        return SessionStatus(**dataclasses.asdict(view))
+        return view
 
     @app.get("/keys/{key_ID}", tags=["keys"], dependencies=guarded)
     async def deliver_key(key_ID: uuid.UUID) -> DeliveredKey:

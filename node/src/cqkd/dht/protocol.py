@@ -148,7 +148,13 @@ class CqkdProtocol(KademliaProtocol):
         # during a join storm) then answers late and its peers time out. Drain a batch.
         # Stop before reading a datagram this call will not handle: that one would be lost.
         for left in range(DRAIN_BATCH - 1, -1, -1):
-            reason = self._handle_datagram(data, addr)
+            try:
+                reason = self._handle_datagram(data, addr)
+            except Exception as exc:
+                # An exception escaping here makes asyncio close the socket: the node would
+                # go deaf while its HTTP side still looks healthy. Count it and go on.
+                event(log, "datagram_handler_failed", logging.ERROR, error=type(exc).__name__)
+                reason = "handler_error"
             if reason is not None:
                 _reject(reason)
             if left == 0 or self.sock is None:

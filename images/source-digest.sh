@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 find Dockerfile .dockerignore images/build-wheelhouse.sh node \
-    -type f -not -path '*.egg-info/*' -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 \
+    -type f -not -path 'node/build/*' -not -path '*.egg-info/*' -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 \
     | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16

@@ -24,11 +24,15 @@ log = logging.getLogger("cqkd")
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 PROBE_TIMEOUT_SECONDS = 2.0
+# Secrets on a command line are visible to every user (ps): environment or file only.
+SECRET_SETTINGS = frozenset({"api_token"})
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also an environment variable)")
     for name, field in Settings.model_fields.items():
+        if name in SECRET_SETTINGS:
+            continue
         group.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"setting_{name}",

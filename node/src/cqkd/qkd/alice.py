@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
 from cqkd.metrics import KEY_BITS, QBER, SESSION_DURATION, SESSIONS
-from cqkd.qkd import bb84
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import (
@@ -39,6 +38,7 @@ from cqkd.qkd.channel import (
     ProtocolError,
     RemoteError,
     need,
+    need_vector,
 )
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
@@ -404,13 +404,7 @@ class Alice:
         expected = chain.workers["QSG" if kind == "s" else "QPC"].public_key
         if sender != expected:
             raise ProtocolError("push from a worker that does not hold that role")
-        data = need(message, "d", list)
-        if len(data) != 1 or not isinstance(data[0], bytes):
-            raise ProtocolError("bad push payload")
-        try:
-            vector = bb84.from_bytes(data[0], chain.count)
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
+        vector = need_vector(message, chain.count)
         (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
         state.progress.set()
         state.check_complete()

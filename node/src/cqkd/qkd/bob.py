@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
-from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import Cascade, parities
@@ -31,6 +30,7 @@ from cqkd.qkd.channel import (
     ProtocolError,
     RemoteError,
     need,
+    need_vector,
 )
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
@@ -286,13 +286,7 @@ class Bob:
             raise ProtocolError("measured bits from a worker that is not this chain's QPM")
         if kind == "v" and sender != chain.qpc:
             raise ProtocolError("valid positions from a worker that is not this chain's QPC")
-        data = need(message, "d", list)
-        if len(data) != 1 or not isinstance(data[0], bytes):
-            raise ProtocolError("bad push payload")
-        try:
-            vector = bb84.from_bytes(data[0], chain.count)
-        except ValueError as exc:
-            raise ProtocolError(str(exc)) from None
+        vector = need_vector(message, chain.count)
         if kind == "m" and chain.measured is None:
             chain.measured = vector
         elif kind == "v" and chain.valid is None:

@@ -22,6 +22,7 @@ import msgpack
 
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode
 from cqkd.logs import event
+from cqkd.qkd import bb84
 from cqkd.qkd.crypto import KEY_BYTES, CryptoFailure, Identity
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,17 @@ def need(message: Message, name: str, kind: type | tuple[type, ...]) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ProtocolError(f"field {name!r} missing or of the wrong type")
     return value
+
+
+def need_vector(message: Message, count: int) -> int:
+    """The bit vector of `count` positions a push carries in its field "d"."""
+    data = need(message, "d", list)
+    if len(data) != 1 or not isinstance(data[0], bytes):
+        raise ProtocolError("bad push payload")
+    try:
+        return bb84.from_bytes(data[0], count)
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 class Channel:

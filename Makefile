@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # Ansible, Molecule and the tests find the venv's tools (and `cqkd`) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup deploy teardown lint test test-multihost bench
+.PHONY: setup deploy teardown lint test bench
 
 setup:
 	scripts/install-host-packages.sh
@@ -29,11 +29,10 @@ lint:
 	shellcheck .ci/run scripts/*.sh images/*.sh
 	ansible-lint
 
+# One Docker host first (pytest), then several Docker-in-Docker hosts: Molecule's scenarios
+# and the fault test on three hosts, which makes its own `multihost` scenario.
 test: setup lint
 	pytest --ignore=tests/multihost
-
-# Several Docker-in-Docker hosts: Molecule's scenarios and the fault test (about 30 minutes).
-test-multihost: setup
 	molecule test --all
 	pytest tests/multihost
 

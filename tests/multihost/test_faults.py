@@ -170,10 +170,15 @@ def _record(cluster: Cluster, fault: str, **figures: object) -> None:
         path.write_text(json.dumps(cluster.figures, indent=2) + "\n")
 
 
-def _lookup_rate(cluster: Cluster, begin: float, end: float) -> tuple[float | None, int]:
-    """Share of the probes' lookups issued in [begin, end) that found their value."""
-    window = [ok for host in cluster.hosts for t, ok in host.probe_results() if begin <= t < end]
-    return (round(sum(window) / len(window), 4) if window else None), len(window)
+def _lookup_rate(cluster: Cluster, begin: float, end: float) -> dict[str, object]:
+    """The probes' lookups issued in [begin, end): how many, the share that found their
+    value, and when (seconds after `begin`) the others were issued."""
+    window = [(t, ok) for host in cluster.hosts for t, ok in host.probe_results()
+              if begin <= t < end]
+    found = sum(ok for _, ok in window)
+    return {"lookups": len(window),
+            "lookup_success": round(found / len(window), 4) if window else None,
+            "failed_lookups_at": sorted(round(t - begin, 1) for t, ok in window if not ok)}
 
 
 def _wait_lookups_succeed(cluster: Cluster, since: float, window: float = 20.0) -> float:
@@ -200,9 +205,8 @@ def test_network_is_whole_before_faults(cluster: Cluster) -> None:
     # values that probes started later have not stored yet.
     settled = cluster.probes_started + whole + 2 * PROBE_PERIOD
     time.sleep(max(0.0, settled + BASELINE_SECONDS - time.time()))
-    rate, count = _lookup_rate(cluster, settled, time.time())
     _record(cluster, "baseline", seconds_to_whole_after_probes_start=whole,
-            key_exchange_seconds=exchange, lookup_success=rate, lookups=count)
+            key_exchange_seconds=exchange, **_lookup_rate(cluster, settled, time.time()))
 
 
 def test_heals_after_a_worker_crash(cluster: Cluster) -> None:
@@ -248,8 +252,8 @@ def test_heals_after_a_host_leaves_the_network(cluster: Cluster) -> None:
     lookups_back = _wait_lookups_succeed(cluster, rejoined)
     # A minute of lookups after the rejoin, for the figures.
     time.sleep(max(0.0, rejoined + 62 - time.time()))
-    first_minute, count = _lookup_rate(cluster, rejoined, rejoined + 60)
+    first_minute = _lookup_rate(cluster, rejoined, rejoined + 60)
     _record(cluster, "host_disconnect", disconnect_seconds=DISCONNECT_SECONDS,
             sessions_through_fault=dict(outcomes), seconds_to_heal=healed,
             key_exchange_seconds=exchange, seconds_until_lookups_99=lookups_back,
-            lookup_success_first_minute=first_minute, lookups_first_minute=count)
+            first_minute_after_rejoin=first_minute)

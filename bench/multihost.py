@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STEP = re.compile(r"multihost ➜ (\w+): .*?Executed: (\w+)")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Molecule colours its output whatever NO_COLOR says
 
 
 def molecule_test() -> dict[str, object]:
@@ -39,7 +40,7 @@ def molecule_test() -> dict[str, object]:
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
-            match = STEP.search(line)
+            match = STEP.search(COLOUR.sub("", line))
             if match:
                 now = time.monotonic()
                 steps[match.group(1)] = round(now - last, 1)

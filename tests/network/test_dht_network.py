@@ -16,6 +16,7 @@ from cqkd.local import LocalNetwork
 from cqkd.metrics import DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
 from kademlia.node import Node
+from kademlia.utils import digest
 
 pytestmark = pytest.mark.network
 
@@ -55,6 +56,24 @@ async def test_store_on_one_node_get_from_every_other() -> None:
         for node in net.nodes:
             assert await node.get("greeting") == "hello"
         assert await net.workers[3].get("never-stored") is None
+
+
+async def test_a_newcomer_nearest_to_a_key_is_handed_its_value() -> None:
+    # With k = 4 among 24 nodes only the holders near the key store it: the hand-over must
+    # aim at the key's own id (kademlia's version aimed at the digest of the digest).
+    async with LocalNetwork(fast_settings(k=4), workers=20) as net:
+        assert await net.workers[0].set("handed-over", "value")
+        dkey = digest("handed-over")
+        newcomer = DhtNode(fast_settings(k=4, node_id=dkey.hex()), host="127.0.0.1", port=0)
+        await newcomer.start()
+        try:
+            await newcomer.join(net.bootstrap_addresses)
+            deadline = time.monotonic() + 5
+            while newcomer.protocol.storage.get(dkey) is None:
+                assert time.monotonic() < deadline, "no holder handed the newcomer its key"
+                await asyncio.sleep(0.05)
+        finally:
+            await newcomer.stop()
 
 
 async def test_churn_keeps_lookups_working() -> None:

@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import time
 from collections.abc import Awaitable, Callable
+from itertools import takewhile
 from typing import Any
 
 from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
@@ -128,7 +129,7 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
     def flush(self) -> None:
         super().flush()
         self._head_pings: dict[bytes, float] = {}
-        self._removed: dict[bytes, float] = {}
+        self._removed: dict[bytes, float] = {}  # insertion order is time order
 
     REJOIN_GRACE = 60.0
 
@@ -136,9 +137,10 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
         now = time.monotonic()
         self._removed.pop(node.id, None)
         self._removed[node.id] = now
-        for old_id, removed_at in list(self._removed.items()):
-            if now - removed_at < self.REJOIN_GRACE:
-                break
+        # Oldest first: forget evictions up to the first one still within the grace.
+        expired = takewhile(lambda entry: now - entry[1] >= self.REJOIN_GRACE,
+                            self._removed.items())
+        for old_id, _ in list(expired):
             del self._removed[old_id]
         super().remove_contact(node)
 

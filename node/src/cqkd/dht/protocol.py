@@ -334,20 +334,42 @@ class CqkdProtocol(KademliaProtocol):
     # --- our RPC handlers ---
 
     def welcome_if_new(self, node: Node) -> None:
-        """kademlia's welcome_if_new (hand a new node the keys it should hold, then add
-        it), which skips our own id and counts arrivals for `load`."""
+        """Add a peer met for the first time. If it enters the table, count it for `load`
+        and hand it the keys it should now hold, unless it is back within REJOIN_GRACE of
+        an eviction (mostly a timeout on a loaded host): it had them then. kademlia's own
+        version walks the whole storage for every peer a full bucket turns away, which in
+        a large network is most peers at every message."""
         if node.id == self.source_node.id or not self.router.is_new_node(node):
+            return
+        returning = self.router.recently_removed(node.id)
+        self.router.add_contact(node)
+        if returning or self.router.is_new_node(node):
             return
         now = time.monotonic()
         self._recent_joins.append(now)
         while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
             self._recent_joins.popleft()
-        # Handing keys over walks the whole storage with a table search per key. A peer
-        # back soon after an eviction (mostly a timeout on a loaded host) got them before.
-        if self.storage.data and not self.router.recently_removed(node.id):
-            super().welcome_if_new(node)
-        else:
-            self.router.add_contact(node)
+        self._hand_over_keys(node)
+
+    def _hand_over_keys(self, node: Node) -> None:
+        """Section 2.5 of the paper: store on a newcomer each key of ours that it is among
+        the k nearest to, when we are the nearest holder. (kademlia's version digests the
+        stored keys, already digests, a second time, so it aims at the wrong ids.)"""
+        for dkey, value in self.storage:
+            target = Node(dkey)
+            # Buckets are id prefixes: one that does not hold our id holds only nodes nearer
+            # its keys than we are, so we are no key's nearest holder there.
+            bucket = self.router.buckets[self.router.get_bucket_for(target)]
+            if not bucket.has_in_range(self.source_node) and any(
+                peer_id != node.id for peer_id in bucket.nodes
+            ):
+                continue
+            neighbors = self.router.find_neighbors(target, exclude=node)
+            if not neighbors or (
+                node.distance_to(target) < neighbors[-1].distance_to(target)
+                and self.source_node.distance_to(target) < neighbors[0].distance_to(target)
+            ):
+                self.spawn(self.call_store(node, dkey, value))
 
     def rpc_find_node(
         self, sender: Address, nodeid: bytes, key: bytes

@@ -14,7 +14,7 @@ ROLES = sorted(
 
 
 def _load(path: Path) -> dict:
-    return yaml.safe_load(path.read_text()) or {} if path.exists() else {}
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda role: role.name)

@@ -73,7 +73,7 @@ SESSION_DURATION = Histogram(
 SESSIONS = Counter("cqkd_sessions_total", "Key sessions by outcome.", ["outcome"])
 QBER = Gauge("cqkd_qber_ratio", "Quantum bit error rate estimated in the last session.")
 # Counted in key positions (one bit each): promtool rejects "bits" in a metric name.
-KEY_BITS = Counter(
+KEY_POSITIONS = Counter(
     "cqkd_key_positions_total", "Key positions (one bit each) by stage.", ["stage"]
 )
 ROLE_OPERATIONS = Counter(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
-from cqkd.metrics import KEY_BITS, QBER, SESSION_DURATION, SESSIONS
+from cqkd.metrics import KEY_POSITIONS, QBER, SESSION_DURATION, SESSIONS
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import (
@@ -241,8 +241,8 @@ class Alice:
             pool.extend(remove_indices(fresh, indices))
             view.sifted_bits = sifted_total
             view.qber = q = qber(errors, sampled)
-            KEY_BITS.labels(stage="sifted").inc(len(fresh))
-            KEY_BITS.labels(stage="sampled").inc(len(indices))
+            KEY_POSITIONS.labels(stage="sifted").inc(len(fresh))
+            KEY_POSITIONS.labels(stage="sampled").inc(len(indices))
             if q > s.qber_threshold:
                 await self._reveal(view, bob, pool, errors, sampled)
             unreconciled = len(pool) - reconciled
@@ -365,7 +365,7 @@ class Alice:
                     spins |= state.spins[c.chunk] << c.start
                     valid |= state.valid[c.chunk] << c.start
             view.raw_bits += positions
-            KEY_BITS.labels(stage="raw").inc(positions)
+            KEY_POSITIONS.labels(stage="raw").inc(positions)
             if len(agreed) < len(chains):
                 event(log, "chains_lost", process_id=view.process_id, round=round_no,
                       lost=len(chains) - len(agreed), chains=len(chains))
@@ -456,7 +456,7 @@ class Alice:
             return False
         self.keystore.add(key_id, key)
         view.key_id = key_id
-        KEY_BITS.labels(stage="final").inc(view.key_bits)
+        KEY_POSITIONS.labels(stage="final").inc(view.key_bits)
         QBER.set(view.qber or 0.0)
         return True
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
 from cqkd.metrics import KEY_POSITIONS, QBER, SESSION_DURATION, SESSIONS
+from cqkd.qkd import bb84
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import (
@@ -70,6 +71,9 @@ _KEPT_SESSIONS = 10_000
 @dataclass
 class _Round:
     chains: list[Chain]
+    # Alice's share of each chunk's spins: the spin is QSG's bit XOR hers, so a QSG that
+    # pushes constant or chosen bits fixes nothing (PROTOCOL.md, "One misbehaving worker").
+    spin_masks: dict[int, int] = field(default_factory=dict)
     spins: dict[int, int] = field(default_factory=dict)
     valid: dict[int, int] = field(default_factory=dict)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
@@ -319,12 +323,13 @@ class Alice:
                                     assigned)
         round_key = secrets.token_bytes(ROUND_KEY_BYTES)
         order = random_permutation(positions)
-        state = self._rounds[round_key] = _Round(chains)
+        state = self._rounds[round_key] = _Round(
+            chains, {c.chunk: bb84.random_bits(c.count) for c in chains})
         me = PeerInfo("", 0, self.identity.public_key)
         try:
             sinks = [(c, role) for c in chains for role in ("QPC", "QPM", "QPP")]
             acks = await asyncio.gather(*(
-                self._command(view, round_key, c, role, me, bob) for c, role in sinks))
+                self._command(view, round_key, state, c, role, me, bob) for c, role in sinks))
             state.broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
             live = [c for c in chains if c.chunk not in state.broken]
             round_msg = {
@@ -337,7 +342,8 @@ class Alice:
             }
             sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
             source_commands = asyncio.gather(
-                *(self._command(view, round_key, c, role, me, bob) for c, role in sources))
+                *(self._command(view, round_key, state, c, role, me, bob)
+                  for c, role in sources))
             bob_reply, source_acks = await asyncio.gather(
                 self._ask(bob, round_msg), source_commands)
             # A chain whose source is dead will never complete: stop waiting for it.
@@ -362,7 +368,7 @@ class Alice:
             spins = valid = 0
             for c in chains:
                 if c.chunk in agreed:
-                    spins |= state.spins[c.chunk] << c.start
+                    spins |= (state.spins[c.chunk] ^ state.spin_masks[c.chunk]) << c.start
                     valid |= state.valid[c.chunk] << c.start
             view.raw_bits += positions
             KEY_POSITIONS.labels(stage="raw").inc(positions)
@@ -374,16 +380,25 @@ class Alice:
             del self._rounds[round_key]
 
     async def _command(
-        self, view: SessionView, round_key: bytes, chain: Chain, role: str,
+        self, view: SessionView, round_key: bytes, state: _Round, chain: Chain, role: str,
         me: PeerInfo, bob: PeerInfo,
     ) -> bool:
-        feeds = {"QSG": {"QPP": chain.workers["QPP"], "ALICE": me},
-                 "BG_A": {"QPP": chain.workers["QPP"]},
-                 "QPP": {"QPM": chain.workers["QPM"]},
-                 "QPM": {"BOB": bob, "QPC": chain.workers["QPC"]},
+        w = chain.workers
+        feeds = {"QSG": {"QPP": w["QPP"], "ALICE": me},
+                 "BG_A": {"QPP": w["QPP"]},
+                 "QPP": {"QPM": w["QPM"]},
+                 "QPM": {"BOB": bob, "QPC": w["QPC"]},
                  "QPC": {"ALICE": me, "BOB": bob}}[role]
+        sources = {"QPP": {"s": w["QSG"].public_key, "a": w["BG_A"].public_key},
+                   "QPM": {"p": w["QPP"].public_key, "mb": bob.public_key},
+                   "QPC": {"cb": w["QPM"].public_key}}.get(role, {})
+        masks = {}
+        if role == "QPP":  # Alice's shares of spins and bases travel sealed to QPP only
+            masks = {"s": bb84.to_bytes(state.spin_masks[chain.chunk], chain.count),
+                     "a": bb84.to_bytes(bb84.random_bits(chain.count), chain.count)}
         command = Command(view.process_id, round_key, role, chain.chunk, chain.count, feeds,
-                          time.time())
+                          time.time(), receiver=w[role].public_key, sources=sources,
+                          masks=masks)
         try:
             reply = await self.channel.send(
                 chain.workers[role], {"k": "command", "cmd": self.identity.sign(command.to_wire())})

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
+from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import Cascade, parities
@@ -44,7 +45,7 @@ from cqkd.qkd.session import (
     SessionView,
 )
 from cqkd.qkd.sorting import check_permutation, decode_indices, sifted_key
-from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command
+from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command, push
 from cqkd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -254,15 +255,20 @@ class Bob:
         self, session: _Session, round_key: bytes, chunk: int, count: int, qpm: PeerInfo,
         worker: PeerInfo,
     ) -> None:
-        """Command one BG_B; if it does not answer, one other free worker takes its place,
-        so a dead generator costs a retry rather than the chain."""
+        """Give QPM Bob's share of the bases and the name of its BG_B, then command that
+        BG_B; if it does not answer, one other free worker takes its place, so a dead
+        generator costs a retry rather than the chain. The bases QPM uses are BG_B's XOR
+        Bob's share: a BG_B that pushes constant or chosen bases fixes nothing."""
         pid = session.view.process_id
-        command = Command(pid, round_key, "BG_B", chunk, count, {"QPM": qpm}, time.time())
-        message = {"k": "command", "cmd": self.identity.sign(command.to_wire())}
+        share = push(round_key, chunk, "mb", count, bb84.random_bits(count))
         for attempt in range(2):
+            command = Command(pid, round_key, "BG_B", chunk, count, {"QPM": qpm}, time.time(),
+                              receiver=worker.public_key)
+            message = {"k": "command", "cmd": self.identity.sign(command.to_wire())}
             try:
-                if await self.channel.send(worker, message) is not None:
-                    return
+                if (await self.channel.send(qpm, {**share, "bg": worker.public_key}) is None
+                        or await self.channel.send(worker, message) is not None):
+                    return  # done, or QPM is gone and the chain with it
             except RemoteError:
                 pass
             spare = [w for w in await self.directory.workers(wait=False)

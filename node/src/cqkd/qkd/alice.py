@@ -44,7 +44,7 @@ from cqkd.qkd.channel import (
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import choose_sample, qber, remove_indices
-from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.keystore import CONTROL, KeyStore
 from cqkd.qkd.lengths import h2, raw_length, sample_target, secret_bits
 from cqkd.qkd.session import (
     CONFIRMATION_FAILED,
@@ -137,8 +137,11 @@ class Alice:
 
     # --- public interface ---
 
-    def begin_session(self, key_bits: int) -> str:
-        """Start a session in the background; its process_id. ValueError for a bad length."""
+    def begin_session(self, key_bits: int, consumer: str = CONTROL) -> str:
+        """Start a session in the background; its process_id. ValueError for a bad length.
+
+        Its key is stored at both ends for `consumer` alone (keystore.CONTROL or
+        keystore.etsi_consumer(...)): no other API can collect it."""
         if isinstance(key_bits, bool) or not isinstance(key_bits, int):
             raise ValueError("key length must be an integer number of bits")
         if not 1 <= key_bits <= self.settings.max_key_bits:
@@ -148,13 +151,13 @@ class Alice:
         self._views[process_id] = view
         while len(self._views) > _KEPT_SESSIONS:
             self._views.popitem(last=False)
-        task = asyncio.create_task(self._run(view))
+        task = asyncio.create_task(self._run(view, consumer))
         self._tasks[process_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(process_id, None))
         return process_id
 
-    async def run_session(self, key_bits: int) -> SessionView:
-        return await self.wait(self.begin_session(key_bits))
+    async def run_session(self, key_bits: int, consumer: str = CONTROL) -> SessionView:
+        return await self.wait(self.begin_session(key_bits, consumer))
 
     async def wait(self, process_id: str) -> SessionView:
         """The session's view once it has ended (at once if it already has)."""
@@ -185,18 +188,18 @@ class Alice:
             if bob is None:
                 raise SessionFailed(ERROR, f"Bob at {self.bob_address[0]}:{self.bob_address[1]} "
                                            "does not answer")
-            if self.trusted and bob.public_key not in self.trusted:
+            if bob.public_key not in self.trusted:
                 raise SessionFailed(ERROR, "Bob's public key is not among TRUSTED_OWNERS")
             self._bob = bob
         return self._bob
 
-    async def _run(self, view: SessionView) -> SessionView:
+    async def _run(self, view: SessionView, consumer: str) -> SessionView:
         began = time.monotonic()
         try:
             # Sessions beyond the limit queue here: on a saturated event loop every session
             # would otherwise slow down until RPC timeouts fail them all.
             async with self._active, asyncio.timeout(self.settings.session_timeout):
-                await self._exchange(view)
+                await self._exchange(view, consumer)
             view.status, view.outcome = "confirmed", CONFIRMED
         except SessionFailed as exc:
             view.status, view.outcome, view.error = "failed", exc.outcome, str(exc)
@@ -221,7 +224,7 @@ class Alice:
               qber=view.qber, seconds=round(view.duration_seconds, 4), error=view.error)
         return view
 
-    async def _exchange(self, view: SessionView) -> None:
+    async def _exchange(self, view: SessionView, consumer: str) -> None:
         s = self.settings
         lc = view.key_bits
         bob = await self._bob_peer()
@@ -256,7 +259,7 @@ class Alice:
                 leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
                 reconciled = len(pool)
                 while secret_bits(len(pool), q, leaked) >= lc:
-                    if await self._confirm(view, bob, pool):
+                    if await self._confirm(view, bob, pool, consumer):
                         return
                     # Errors Cascade missed (the sample underestimated the QBER): one more
                     # Cascade over the whole key, smaller blocks, its parities counted too.
@@ -459,17 +462,19 @@ class Alice:
             machine.answer([bool(f) for f in flags])
         return machine.leaked
 
-    async def _confirm(self, view: SessionView, bob: PeerInfo, pool: bytearray) -> bool:
+    async def _confirm(
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, consumer: str
+    ) -> bool:
         """Hash to lc bits and compare HMAC tags; store the key only if they match."""
         seed = secrets.token_bytes(SEED_BYTES)
         key = toeplitz_hash(pool, view.key_bits, seed)
         key_id = str(uuid.uuid4())
         tag = confirmation_tag(key, view.process_id)
         reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
-                                      "tag": tag, "kid": key_id})
+                                      "tag": tag, "kid": key_id, "con": consumer})
         if not tags_match(tag, need(reply, "tag", bytes)):
             return False
-        self.keystore.add(key_id, key)
+        self.keystore.add(key_id, key, consumer)
         view.key_id = key_id
         KEY_POSITIONS.labels(stage="final").inc(view.key_bits)
         QBER.set(view.qber or 0.0)

@@ -1,8 +1,10 @@
 """Bob: receives Alice's sessions, allocates BG_B, collects his measured bits, and answers
 her error estimation, Cascade and confirmation. He stores a key only once its tag matched.
 
-Everything from Alice arrives sealed by her key, which must be among TRUSTED_OWNERS (when
-that list is set). Session state lives until the session ends or its TTL passes.
+Everything from Alice arrives sealed by her key, which must be among TRUSTED_OWNERS. A
+session belongs to the owner who opened it: every later message of it (confirm, abort and
+the rest), also after it ended, is refused from anyone else and counted. Session state
+lives until the session ends or its TTL passes, swept on a timer whatever traffic comes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cqkd.qkd.channel import (
     Message,
     PeerInfo,
     ProtocolError,
+    Refused,
     RemoteError,
     need,
     need_vector,
@@ -36,7 +39,7 @@ from cqkd.qkd.channel import (
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import mismatches, qber, remove_indices
-from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.keystore import MAX_CONSUMER_CHARS, KeyStore
 from cqkd.qkd.session import (
     CONFIRMED,
     ERROR,
@@ -105,6 +108,8 @@ class Bob:
         self.trusted = frozenset(settings.trusted_owner_keys)
         self._sessions: dict[str, _Session] = {}
         self._views: OrderedDict[str, SessionView] = OrderedDict()
+        self._owners: dict[str, bytes] = {}  # process_id -> its Alice, as long as its view
+        self._sweeper: asyncio.Task[None] | None = None
         self._rounds: dict[bytes, _Round] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._answers: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
@@ -123,9 +128,20 @@ class Bob:
     async def start(self) -> None:
         await self.directory.workers(refresh=True)
         self.directory.start()
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        period = min(max(self.settings.session_ttl / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(period)
+            self._expire()
 
     async def stop(self) -> None:
         await self.directory.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for pid in list(self._sessions):
             self._finish(pid, "failed", TIMEOUT, "Bob stopped")
 
@@ -141,10 +157,16 @@ class Bob:
 
     def _session(self, sender: bytes, message: Message) -> _Session:
         pid = need(message, "pid", str)
+        self._check_owner(pid, sender)
         session = self._sessions.get(pid)
-        if session is None or session.alice != sender:
+        if session is None:
             raise ProtocolError("unknown or finished session")
         return session
+
+    def _check_owner(self, pid: str, sender: bytes) -> None:
+        owner = self._owners.get(pid)
+        if owner is not None and owner != sender:
+            raise Refused("foreign_sender", "unknown or finished session")
 
     def _finish(self, pid: str, status: str, outcome: str, error: str | None) -> None:
         session = self._sessions.pop(pid, None)
@@ -182,12 +204,13 @@ class Bob:
         return answer
 
     async def _on_round(self, sender: bytes, address: Address, message: Message) -> Message:
-        if self.trusted and sender not in self.trusted:
-            raise ProtocolError("sender is not among TRUSTED_OWNERS")
+        if sender not in self.trusted:
+            raise Refused("untrusted", "sender is not among TRUSTED_OWNERS")
         self._expire()
         pid = need(message, "pid", str)
         if not PROCESS_ID.match(pid):
             raise ProtocolError("process_id must be 32 hex digits")
+        self._check_owner(pid, sender)
         session = self._sessions.get(pid)
         if session is None:
             if pid in self._views:
@@ -199,11 +222,9 @@ class Bob:
             view = SessionView(pid, "running", None, lc, 0, None, None, None, None, None)
             session = _Session(view, sender, now, now + self.settings.session_ttl)
             self._sessions[pid] = session
-            self._views[pid] = view
+            self._views[pid], self._owners[pid] = view, sender
             while len(self._views) > _KEPT_SESSIONS:
-                self._views.popitem(last=False)
-        elif session.alice != sender:
-            raise ProtocolError("unknown or finished session")
+                self._owners.pop(self._views.popitem(last=False)[0], None)
         round_no = need(message, "round", int)
         round_key = need(message, "rk", bytes)
         positions = need(message, "n", int)
@@ -384,7 +405,9 @@ class Bob:
     async def _on_confirm(self, sender: bytes, address: Address, message: Message) -> Message:
         session = self._session(sender, message)
         seed, tag = need(message, "seed", bytes), need(message, "tag", bytes)
-        key_id = need(message, "kid", str)
+        key_id, consumer = need(message, "kid", str), need(message, "con", str)
+        if not 0 < len(consumer) <= MAX_CONSUMER_CHARS:
+            raise ProtocolError("bad consumer name")
         if len(seed) != SEED_BYTES:
             raise ProtocolError("bad Toeplitz seed")
         try:
@@ -397,7 +420,7 @@ class Bob:
         key = toeplitz_hash(session.pool, view.key_bits, seed)
         own = confirmation_tag(key, view.process_id)
         if tags_match(own, tag):
-            self.keystore.add(key_id, key)
+            self.keystore.add(key_id, key, consumer)
             view.key_id = key_id
             self._finish(view.process_id, "confirmed", CONFIRMED, None)
         # On a mismatch Alice reconciles again or aborts; the key is never stored.
@@ -405,14 +428,14 @@ class Bob:
 
     async def _on_abort(self, sender: bytes, address: Address, message: Message) -> Message:
         pid = need(message, "pid", str)
+        self._check_owner(pid, sender)
         view = self._views.get(pid)
-        session = self._sessions.get(pid)
-        if view is None or (session is not None and session.alice != sender):
+        if view is None:
             raise ProtocolError("unknown session")
         outcome = message.get("outcome")
         outcome = outcome if isinstance(outcome, str) and len(outcome) < 32 else ERROR
         if view.key_id is not None:  # Alice never saw our confirmation: withdraw the key
-            self.keystore.pop(view.key_id)
+            self.keystore.discard(view.key_id)
             view.key_id = None
         self._finish(pid, "failed", outcome, "aborted by Alice")
         view.status, view.outcome, view.error = "failed", outcome, "aborted by Alice"

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cqkd.qkd.rogue import BEHAVIOURS as ROGUE_BEHAVIOURS
 from cqkd.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("cqkd")
@@ -83,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("default", "any"),
         default="default",
         help="with --serve: 8001/8002 and 8443/8444, or any free ports",
+    )
+    local.add_argument(
+        "--rogue-worker",
+        choices=ROGUE_BEHAVIOURS,
+        default=None,
+        metavar="BEHAVIOUR",
+        help="one admitted worker misbehaves (with --key-bits or --serve): "
+        + ", ".join(ROGUE_BEHAVIOURS),
     )
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
@@ -227,6 +236,9 @@ def _session_summary(r: dict[str, Any]) -> str:
             f"key sessions        {r['sessions']} of {r['key_bits']} bits, "
             f"{r['concurrency']} at a time: {outcomes}",
             f"confirmed (equal)   {r['sessions_confirmed']}",
+            *([f"rogue worker        {r['rogue_worker']}: allocated in {r['rogue_sessions']} "
+               f"sessions, misbehaved in {r['rogue_misbehaved_sessions']}"]
+              if "rogue_worker" in r else []),
             f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
             f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
             f"QBER mean           {qber}",
@@ -252,6 +264,9 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.rogue_worker and not (args.key_bits or args.serve):
+        print("cqkd local: --rogue-worker needs --key-bits or --serve", file=sys.stderr)
+        return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -259,7 +274,8 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
         from cqkd.endpoint import serve_local
 
         asyncio.run(
-            serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json)
+            serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json,
+                        args.rogue_worker)
         )
         return 0
     report = asyncio.run(
@@ -272,6 +288,7 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             args.key_bits,
             args.sessions,
             args.concurrency,
+            args.rogue_worker,
         )
     )
     print(json.dumps(report) if args.json else _summary(report) + _session_summary(report))

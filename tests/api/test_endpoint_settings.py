@@ -22,6 +22,7 @@ def valid_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "HTTP_PORT": "0",
         "ETSI_PORT": "0",
         "OWNER_KEY_FILE": str(tmp_path / "owner.key"),
+        "TRUSTED_OWNERS": Identity.generate().public_key.hex(),
         "API_TOKEN": TOKEN,
         "TLS_CERT_FILE": str(pki.bob.cert),
         "TLS_KEY_FILE": str(pki.bob.key),

@@ -150,6 +150,11 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         raise SettingsError("BOB_ADDRESS is empty: Alice needs host:port of Bob's DHT node")
     if settings.owner_key_file is None:
         raise SettingsError(f"OWNER_KEY_FILE is empty: {role} signs commands with its key")
+    if not settings.trusted_owners:
+        raise SettingsError(
+            f"TRUSTED_OWNERS is empty: {role} talks only to the other side's public key, "
+            "so list Alice's and Bob's (64 hex digits each, comma-separated)"
+        )
     identity = Identity.from_file(settings.owner_key_file)
     tls = tls_files(settings)
     stop = asyncio.Event()

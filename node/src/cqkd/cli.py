@@ -155,10 +155,20 @@ async def serve(settings: Settings, role: str) -> None:
     joined = False
     # Workers play the protocol's roles; bootstraps only answer discovery's hello.
     if role == "worker":
-        from cqkd.qkd.crypto import Identity
+        from cqkd.qkd.crypto import Identity, admit
         from cqkd.qkd.worker import Worker
 
-        Worker(node, Identity.generate(), settings)
+        identity = Identity.generate()
+        # The deployment's admission key signs this run's identity: Alice and Bob give
+        # roles only to workers whose ticket verifies under ADMISSION_KEYS.
+        ticket = b""
+        if settings.admission_key_file is not None:
+            try:
+                authority = Identity.from_file(settings.admission_key_file)
+            except ValueError as exc:
+                raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
+            ticket = admit(authority, identity.public_key)
+        Worker(node, identity, settings, ticket)
     else:
         from cqkd.qkd.channel import serve_hello
 

@@ -156,6 +156,9 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             "so list Alice's and Bob's (64 hex digits each, comma-separated)"
         )
     identity = Identity.from_file(settings.owner_key_file)
+    if not settings.admission_keys:
+        event(log, "admission_open", logging.WARNING, role=role,
+              reason="no ADMISSION_KEYS: any DHT node that offers the roles may get one")
     tls = tls_files(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

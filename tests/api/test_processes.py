@@ -152,7 +152,9 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
             "MASTER_SAE_ID": "sae-master-1",
             "SLAVE_SAE_ID": "sae-slave-1",
             "BOB_ADDRESS": f"127.0.0.1:{ports['bob'][0]}",
-            "ADMISSION_KEYS": admission,
+            # Alice derives the admission public key from the key file, Bob is given it.
+            **({"ADMISSION_KEY_FILE": str(tmp_path / "admission.key")} if side == "alice"
+               else {"ADMISSION_KEYS": admission}),
         }
         processes.start(side, [side], env)
     for j in range(WORKERS):

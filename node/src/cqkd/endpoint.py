@@ -156,6 +156,13 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             "so list Alice's and Bob's (64 hex digits each, comma-separated)"
         )
     identity = Identity.from_file(settings.owner_key_file)
+    if settings.admission_key_file is not None:  # the deployment's key: admit what it signs
+        try:
+            authority = Identity.from_file(settings.admission_key_file)
+        except ValueError as exc:
+            raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
+        settings = settings.model_copy(update={
+            "admission_keys": [*settings.admission_keys, authority.public_key.hex()]})
     if not settings.admission_keys:
         event(log, "admission_open", logging.WARNING, role=role,
               reason="no ADMISSION_KEYS: any DHT node that offers the roles may get one")

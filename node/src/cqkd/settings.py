@@ -121,7 +121,8 @@ class Settings(BaseSettings):
         "(Alice and Bob)",
     )
     admission_key_file: Path | None = Field(
-        None, description="the deployment's admission private key file, `cqkd keygen` (workers)"
+        None, description="the deployment's admission private key file, `cqkd keygen`: "
+        "workers sign their identity with it, Alice and Bob admit what it signs"
     )
     allocation_mode: AllocationMode = Field(
         AllocationMode.POOLED, description="pooled or dedicated"

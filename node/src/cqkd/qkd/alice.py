@@ -37,6 +37,7 @@ from cqkd.qkd.channel import (
     Message,
     PeerInfo,
     ProtocolError,
+    Refused,
     RemoteError,
     need,
     need_vector,
@@ -421,7 +422,7 @@ class Alice:
             raise ProtocolError("unexpected push")
         expected = chain.workers["QSG" if kind == "s" else "QPC"].public_key
         if sender != expected:
-            raise ProtocolError("push from a worker that does not hold that role")
+            raise Refused("foreign_sender", "push from a worker that does not hold that role")
         vector = need_vector(message, chain.count)
         (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
         state.progress.set()

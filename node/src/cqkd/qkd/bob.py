@@ -311,9 +311,9 @@ class Bob:
         if chain is None or kind not in ("m", "v"):
             raise ProtocolError("unexpected push")
         if kind == "m" and sender != chain.qpm:
-            raise ProtocolError("measured bits from a worker that is not this chain's QPM")
+            raise Refused("foreign_sender", "measured bits not from this chain's QPM")
         if kind == "v" and sender != chain.qpc:
-            raise ProtocolError("valid positions from a worker that is not this chain's QPC")
+            raise Refused("foreign_sender", "valid positions not from this chain's QPC")
         vector = need_vector(message, chain.count)
         if kind == "m" and chain.measured is None:
             chain.measured = vector

@@ -10,7 +10,10 @@ owners' shares) fails every batch, a false alarm passes the next one (1 in 10 00
 
 import asyncio
 import itertools
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 from cqkd.local import LocalNetwork
@@ -92,3 +95,19 @@ async def test_one_rogue_worker_neither_fixes_nor_splits_the_key(behaviour: str)
                 assert passes(await batch(p)), f"{behaviour}: keys fail monobit/runs twice"
         finally:
             await p.stop()
+
+
+def test_cqkd_local_reports_the_rogue_and_the_outcomes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cqkd", "local", "--workers", "15", "--lookups", "0",
+         "--key-bits", str(KEY_BITS), "--sessions", "20", "--concurrency", "4",
+         "--rogue-worker", "lying-collider", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["rogue_worker"] == "lying-collider"
+    assert 0 <= report["rogue_misbehaved_sessions"] <= report["rogue_sessions"] <= 20
+    assert sum(report["outcomes"].values()) == 20
+    assert set(report["outcomes"]) <= {"confirmed"} | CLEAR_ABORTS
+    assert report["sessions_confirmed"] == report["outcomes"].get("confirmed", 0)

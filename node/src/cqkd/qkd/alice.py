@@ -73,7 +73,7 @@ _KEPT_SESSIONS = 10_000
 class _Round:
     chains: list[Chain]
     # Alice's share of each chunk's spins: the spin is QSG's bit XOR hers, so a QSG that
-    # pushes constant or chosen bits fixes nothing (PROTOCOL.md, "One misbehaving worker").
+    # pushes constant or chosen bits fixes nothing (PROTOCOL.md, "Threat model").
     spin_masks: dict[int, int] = field(default_factory=dict)
     spins: dict[int, int] = field(default_factory=dict)
     valid: dict[int, int] = field(default_factory=dict)

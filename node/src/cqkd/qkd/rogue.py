@@ -1,7 +1,7 @@
 """A misbehaving worker, for `cqkd local --rogue-worker BEHAVIOUR` and the adversarial tests.
 
-It is an admitted worker that plays its roles dishonestly (PROTOCOL.md, "One misbehaving
-worker" says what each behaviour should and does achieve):
+It is an admitted worker that plays its roles dishonestly (PROTOCOL.md, "Threat model",
+says what each behaviour can achieve):
 
 - constant-spins: as QSG, pushes spin 0 at every position (to QPP and to Alice alike).
 - constant-bases: as BG_A or BG_B, pushes basis '+' at every position.

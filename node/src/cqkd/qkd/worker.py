@@ -7,7 +7,7 @@ named receiver, got it from the signer itself, and has not seen the nonce before
 and replayed commands are refused and counted). Source roles (QSG, BG_A, BG_B) compute at
 once; QPP, QPM and QPC compute when all their inputs came from the named senders. The
 owners' own random shares ("masks") are XORed into spins and bases, so that no single
-source worker fixes them (PROTOCOL.md, "One misbehaving worker"). State lives per
+source worker fixes them (PROTOCOL.md, "Threat model"). State lives per
 (round key, chunk) until used or until the session TTL passes, swept on a timer; nothing
 touches DHT storage.
 """
@@ -261,7 +261,8 @@ class Worker:
         inputs = dict(task.inputs)
         for kind, share in task.command.masks.items():
             first, *rest = inputs[kind]
-            inputs[kind] = (first ^ int.from_bytes(share, "little"), *rest)
+            share_bits = int.from_bytes(share, "little") & bb84.mask(task.command.count)
+            inputs[kind] = (first ^ share_bits, *rest)
         if "mb" in inputs:
             inputs["b"] = (inputs["b"][0] ^ inputs.pop("mb")[0],)
         return inputs

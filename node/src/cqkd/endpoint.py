@@ -163,6 +163,11 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
         settings = settings.model_copy(update={
             "admission_keys": [*settings.admission_keys, authority.public_key.hex()]})
+    if not settings.admission_keys:
+        raise SettingsError(
+            f"ADMISSION_KEYS and ADMISSION_KEY_FILE are empty: {role} gives roles only to "
+            "workers the deployment admitted, so give it the admission key (or its public key)"
+        )
     tls = tls_files(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -188,9 +193,6 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
         tls=tls,
     )
-    if not settings.admission_keys:  # warned once the settings are known to be good
-        event(log, "admission_open", logging.WARNING, role=role,
-              reason="no ADMISSION_KEYS: any DHT node that offers the roles may get one")
     await node.start()
     tasks: list[asyncio.Task[Any]] = []
     try:

@@ -117,7 +117,8 @@ class WorkerDirectory:
         return self._workers
 
     def admitted(self, peer: PeerInfo) -> bool:
-        """Admitted by the deployment; with no ADMISSION_KEYS (a test set-up), every worker."""
+        """Admitted by the deployment (Alice and Bob refuse to start without ADMISSION_KEYS;
+        an engine built without them, in a test, takes every worker)."""
         return not self.authorities or is_admitted(peer.public_key, peer.ticket, self.authorities)
 
     def status(self) -> dict[str, object]:

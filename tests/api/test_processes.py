@@ -118,6 +118,10 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
             text=True,
         )
         owners.append(keygen.stdout.strip())
+    admission = subprocess.run(
+        [*CQKD, "keygen", "--out", str(tmp_path / "admission.key")],
+        capture_output=True, check=True, text=True,
+    ).stdout.strip()
     bootstrap = free_port()
     ports = {side: (free_port(), free_port(), free_port()) for side in ("alice", "bob")}
     common = {
@@ -148,10 +152,16 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
             "MASTER_SAE_ID": "sae-master-1",
             "SLAVE_SAE_ID": "sae-slave-1",
             "BOB_ADDRESS": f"127.0.0.1:{ports['bob'][0]}",
+            # Alice derives the admission public key from the key file, Bob is given it.
+            **({"ADMISSION_KEY_FILE": str(tmp_path / "admission.key")} if side == "alice"
+               else {"ADMISSION_KEYS": admission}),
         }
         processes.start(side, [side], env)
     for j in range(WORKERS):
-        processes.start(f"worker-{j}", ["worker"], {**common, "DHT_PORT": "0"})
+        processes.start(f"worker-{j}", ["worker"], {
+            **common, "DHT_PORT": "0", "ADMISSION_KEY_FILE": str(tmp_path / "admission.key")})
+    # A node that joins and offers every role, but was not admitted: never counted, never used.
+    processes.start("intruder", ["worker"], {**common, "DHT_PORT": "0"})
 
     alice = httpx.Client(base_url=f"http://127.0.0.1:{ports['alice'][1]}", timeout=30)
     bob = httpx.Client(base_url=f"http://127.0.0.1:{ports['bob'][1]}", timeout=30)
@@ -183,6 +193,8 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
         alice_key = alice.get(f"/keys/{view['key_id']}", headers=auth).json()
         bob_key = bob.get(f"/keys/{view['key_id']}", headers=auth).json()
         assert alice_key == bob_key
+        # The intruder joined the DHT long ago by now, yet it is not counted as a worker.
+        assert alice.get("/network-status").json()["live_workers"] == WORKERS
 
     with (
         sae_client(pki, "master", ports["alice"][2]) as master,

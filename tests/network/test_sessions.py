@@ -145,7 +145,11 @@ async def test_a_worker_plays_one_role_per_session_and_forgets_it_after_the_ttl(
         me = p.alice.identity
 
         def command(role: str, feeds: dict) -> dict:
-            body = Command("cd" * 16, bytes(16), role, 0, 8, feeds, time.time()).to_wire()
+            sources = {"QPP": {"s": peer.public_key, "a": peer.public_key},
+                       "QPC": {"cb": peer.public_key}}[role]
+            masks = {"s": b"\x00", "a": b"\x00"} if role == "QPP" else {}
+            body = Command("cd" * 16, bytes(16), role, 0, 8, feeds, time.time(),
+                           receiver=peer.public_key, sources=sources, masks=masks).to_wire()
             return {"k": "command", "cmd": me.sign(body)}
 
         qpp_feeds = {"QPM": peer}

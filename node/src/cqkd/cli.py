@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from cqkd.qkd.rogue import BEHAVIOURS as ROGUE_BEHAVIOURS
 from cqkd.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("cqkd")
@@ -84,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="with --serve: 8001/8002 and 8443/8444, or any free ports",
     )
+    local.add_argument(
+        "--rogue-worker",
+        choices=ROGUE_BEHAVIOURS,
+        default=None,
+        metavar="BEHAVIOUR",
+        help="one admitted worker misbehaves (with --key-bits or --serve): "
+        + ", ".join(ROGUE_BEHAVIOURS),
+    )
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
     for role, ports in (
@@ -146,10 +155,20 @@ async def serve(settings: Settings, role: str) -> None:
     joined = False
     # Workers play the protocol's roles; bootstraps only answer discovery's hello.
     if role == "worker":
-        from cqkd.qkd.crypto import Identity
+        from cqkd.qkd.crypto import Identity, admit
         from cqkd.qkd.worker import Worker
 
-        Worker(node, Identity.generate(), settings)
+        identity = Identity.generate()
+        # The deployment's admission key signs this run's identity: Alice and Bob give
+        # roles only to workers whose ticket verifies under ADMISSION_KEYS.
+        ticket = b""
+        if settings.admission_key_file is not None:
+            try:
+                authority = Identity.from_file(settings.admission_key_file)
+            except ValueError as exc:
+                raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
+            ticket = admit(authority, identity.public_key)
+        Worker(node, identity, settings, ticket)
     else:
         from cqkd.qkd.channel import serve_hello
 
@@ -227,6 +246,9 @@ def _session_summary(r: dict[str, Any]) -> str:
             f"key sessions        {r['sessions']} of {r['key_bits']} bits, "
             f"{r['concurrency']} at a time: {outcomes}",
             f"confirmed (equal)   {r['sessions_confirmed']}",
+            *([f"rogue worker        {r['rogue_worker']}: allocated in {r['rogue_sessions']} "
+               f"sessions, misbehaved in {r['rogue_misbehaved_sessions']}"]
+              if "rogue_worker" in r else []),
             f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
             f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
             f"QBER mean           {qber}",
@@ -252,6 +274,9 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.rogue_worker and not (args.key_bits or args.serve):
+        print("cqkd local: --rogue-worker needs --key-bits or --serve", file=sys.stderr)
+        return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -259,7 +284,8 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
         from cqkd.endpoint import serve_local
 
         asyncio.run(
-            serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json)
+            serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json,
+                        args.rogue_worker)
         )
         return 0
     report = asyncio.run(
@@ -272,6 +298,7 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             args.key_bits,
             args.sessions,
             args.concurrency,
+            args.rogue_worker,
         )
     )
     print(json.dumps(report) if args.json else _summary(report) + _session_summary(report))

@@ -150,7 +150,24 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         raise SettingsError("BOB_ADDRESS is empty: Alice needs host:port of Bob's DHT node")
     if settings.owner_key_file is None:
         raise SettingsError(f"OWNER_KEY_FILE is empty: {role} signs commands with its key")
+    if not settings.trusted_owners:
+        raise SettingsError(
+            f"TRUSTED_OWNERS is empty: {role} talks only to the other side's public key, "
+            "so list Alice's and Bob's (64 hex digits each, comma-separated)"
+        )
     identity = Identity.from_file(settings.owner_key_file)
+    if settings.admission_key_file is not None:  # the deployment's key: admit what it signs
+        try:
+            authority = Identity.from_file(settings.admission_key_file)
+        except ValueError as exc:
+            raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
+        settings = settings.model_copy(update={
+            "admission_keys": [*settings.admission_keys, authority.public_key.hex()]})
+    if not settings.admission_keys:
+        raise SettingsError(
+            f"ADMISSION_KEYS and ADMISSION_KEY_FILE are empty: {role} gives roles only to "
+            "workers the deployment admitted, so give it the admission key (or its public key)"
+        )
     tls = tls_files(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -200,7 +217,8 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
 
 
 async def serve_local(
-    settings: Settings, workers: int, any_ports: bool, seed: int | None, as_json: bool
+    settings: Settings, workers: int, any_ports: bool, seed: int | None, as_json: bool,
+    rogue: str | None = None,
 ) -> None:
     """`cqkd local --serve`: an in-process network whose Alice and Bob serve their APIs on
     loopback until SIGTERM or SIGINT. Prints the URLs and the files a client needs (a
@@ -226,7 +244,7 @@ async def serve_local(
             slave_sae_id=settings.slave_sae_id,
         )
         async with LocalNetwork(settings, workers, rng=random.Random(seed)) as net:
-            protocol = await attach(net, settings)
+            protocol = await attach(net, settings, rogue=rogue)
             sides: dict[Role, tuple[Any, KeyStore, CertPair]] = {
                 "alice": (protocol.alice, protocol.alice_keys, pki.alice),
                 "bob": (protocol.bob, protocol.bob_keys, pki.bob),
@@ -248,6 +266,7 @@ async def serve_local(
                     )
                     await servers[side].start()
                 announced = _announcement(servers, settings, pki, token_file, workers)
+                announced["rogue_worker"] = rogue
                 print(json.dumps(announced) if as_json else _how_to(announced), flush=True)
                 await stop.wait()
             finally:
@@ -294,7 +313,9 @@ def _how_to(a: dict[str, Any]) -> str:
         [
             f"Alice  control {a['alice_control']}/docs   ETSI 014 {a['alice_etsi']}",
             f"Bob    control {a['bob_control']}/docs   ETSI 014 {a['bob_etsi']}",
-            f"{a['workers']} workers; Ctrl-C stops the network. Try:",
+            f"{a['workers']} workers"
+            + (f", one of them rogue ({a['rogue_worker']})" if a.get("rogue_worker") else "")
+            + "; Ctrl-C stops the network. Try:",
             f"  curl -s -X POST {a['alice_control']}/generate-key "
             f'-H "Authorization: Bearer {token}" -H "Content-Type: application/json" '
             f"-d '{{\"desired_key_length\": 256}}'",

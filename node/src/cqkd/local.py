@@ -214,11 +214,13 @@ async def run_local(
     key_bits: int | None = None,
     sessions: int = 1,
     concurrency: int = 1,
+    rogue: str | None = None,
 ) -> dict[str, Any]:
     """Start a network, wait for convergence, optionally kill workers, run lookups.
 
     With `key_bits`, Alice and Bob join and run `sessions` key sessions first, and the
-    workers are killed while those run (see cqkd.qkd.network).
+    workers are killed while those run (see cqkd.qkd.network); with `rogue`, one worker
+    misbehaves so (cqkd.qkd.rogue) and the report says in how many sessions it had a role.
     """
     async with LocalNetwork(settings, workers, rng=random.Random(seed)) as net:
         report: dict[str, Any] = {
@@ -233,7 +235,7 @@ async def run_local(
         if key_bits:
             from cqkd.qkd.network import attach, run_sessions
 
-            protocol = await attach(net, settings)
+            protocol = await attach(net, settings, rogue=rogue)
             try:
                 outcome = await run_sessions(
                     net, protocol, key_bits, sessions, concurrency, kill_fraction

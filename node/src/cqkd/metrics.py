@@ -79,6 +79,12 @@ KEY_POSITIONS = Counter(
 ROLE_OPERATIONS = Counter(
     "cqkd_role_operations_total", "Role commands executed by workers, by role.", ["role"]
 )
+# Bounded reasons (see qkd.channel.Refused): relayed, replayed, foreign_sender, untrusted.
+MESSAGES_REFUSED = Counter(
+    "cqkd_messages_refused_total",
+    "Protocol messages refused for their origin (relayed, replayed, wrong sender).",
+    ["reason"],
+)
 
 BUILD_INFO = Gauge("cqkd_build_info", "Build information (always 1).", ["version", "python"])
 BUILD_INFO.labels(version=__version__, python=platform.python_version()).set(1)

@@ -115,6 +115,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma-separated public keys (64 hex digits) of Alice and Bob",
     )
+    admission_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated public keys (64 hex digits) whose tickets admit workers "
+        "(Alice and Bob)",
+    )
+    admission_key_file: Path | None = Field(
+        None, description="the deployment's admission private key file, `cqkd keygen`: "
+        "workers sign their identity with it, Alice and Bob admit what it signs"
+    )
     allocation_mode: AllocationMode = Field(
         AllocationMode.POOLED, description="pooled or dedicated"
     )
@@ -155,7 +164,7 @@ class Settings(BaseSettings):
     def _parse_address(cls, value: Any) -> Any:
         return parse_address(value) if isinstance(value, str) and value.strip() else value or None
 
-    @field_validator("trusted_owners", mode="before")
+    @field_validator("trusted_owners", "admission_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -180,6 +189,10 @@ class Settings(BaseSettings):
     @property
     def trusted_owner_keys(self) -> list[bytes]:
         return [bytes.fromhex(key) for key in self.trusted_owners]
+
+    @property
+    def admission_key_bytes(self) -> frozenset[bytes]:
+        return frozenset(bytes.fromhex(key) for key in self.admission_keys)
 
     @property
     def node_id_bytes(self) -> bytes | None:

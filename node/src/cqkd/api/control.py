@@ -27,7 +27,7 @@ from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
 from cqkd.metrics import exposition
 from cqkd.ports import Role
-from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.keystore import CONTROL, KeyElsewhere, KeyStore
 from cqkd.qkd.session import SessionView
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class Party(Protocol):
 class KeyRequester(Party, Protocol):
     """Alice: she alone starts sessions."""
 
-    def begin_session(self, key_bits: int) -> str: ...
-    async def run_session(self, key_bits: int) -> Any: ...
+    def begin_session(self, key_bits: int, consumer: str) -> str: ...
+    async def run_session(self, key_bits: int, consumer: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,12 @@ def create_control_app(
     @app.get("/keys/{key_ID}", tags=["keys"], dependencies=guarded)
     async def deliver_key(key_ID: uuid.UUID) -> DeliveredKey:
         """Hand out a confirmed key once; the other side holds the same key under this ID."""
-        key = keystore.pop(str(key_ID))
+        try:
+            key = keystore.pop(str(key_ID), CONTROL)
+        except KeyElsewhere:
+            raise ApiError(
+                403, "this key_ID was made for an ETSI 014 SAE pair: only that pair collects it"
+            ) from None
         if key is None:
             raise ApiError(404, "no key with this key_ID: unknown or already delivered")
         event(log, "keys_delivered", api="control", keys=1, bits=len(key) * 8)
@@ -183,7 +188,7 @@ def _add_generate_key(
                 "collect keys before asking for more",
             )
         try:
-            process_id = alice.begin_session(request.desired_key_length)
+            process_id = alice.begin_session(request.desired_key_length, CONTROL)
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
         running.add(process_id)

@@ -24,7 +24,7 @@ from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
 from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
 from cqkd.ports import Role
-from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.keystore import KeyElsewhere, KeyStore, etsi_consumer
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _status(config: EtsiConfig, keystore: KeyStore) -> Status:
         master_SAE_ID=config.master_sae_id,
         slave_SAE_ID=config.slave_sae_id,
         key_size=config.key_size,
-        stored_key_count=keystore.count(),
+        stored_key_count=keystore.count(consumer=_consumer(config)),
         max_key_count=keystore.max_keys,
         max_key_per_request=config.max_key_per_request,
         max_key_size=config.max_key_size,
@@ -149,6 +149,11 @@ def _check_caller(caller: str, expected: str, path_sae_id: str, peer: str) -> No
         )
 
 
+def _consumer(config: EtsiConfig) -> str:
+    """Keys made for this KME pair's SAE pair are delivered to it alone."""
+    return etsi_consumer(config.master_sae_id, config.slave_sae_id)
+
+
 def _encode(keys: list[tuple[str, bytes]]) -> KeyContainer:
     return KeyContainer(
         keys=[Key(key_ID=kid, key=base64.b64encode(key).decode()) for kid, key in keys]
@@ -166,13 +171,14 @@ class _TopUp:
 
     async def _session(self, size: int) -> Any:
         async with self.slots:
-            return await self.alice.run_session(size)
+            return await self.alice.run_session(size, _consumer(self.config))
 
     async def take(self, number: int, size: int) -> list[tuple[str, bytes]]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.topup_timeout_seconds
-        while not (keys := self.keystore.take(number, size // 8)):
-            shortfall = number - self.keystore.count(size // 8)
+        consumer = _consumer(self.config)
+        while not (keys := self.keystore.take(number, size // 8, consumer)):
+            shortfall = number - self.keystore.count(size // 8, consumer)
             if self.keystore.count() + shortfall > self.keystore.max_keys:
                 raise ApiError(
                     503, "the key store is full: keys made for other requests wait to be collected"
@@ -263,7 +269,16 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
         _check_caller(caller, config.slave_sae_id, master_sae_id, config.master_sae_id)
         if len(key_ids) > config.max_key_per_request:
             raise ApiError(400, f"at most {config.max_key_per_request} key_IDs per request")
-        keys, missing = keystore.pop_many(str(key_id) for key_id in key_ids)
+        try:
+            keys, missing = keystore.pop_many(
+                (str(key_id) for key_id in key_ids), _consumer(config)
+            )
+        except KeyElsewhere as exc:
+            raise ApiError(
+                400,
+                "keys not made for this SAE pair: they go to the consumer they were made for",
+                [{"key_ID": key_id} for key_id in exc.key_ids],
+            ) from None
         if missing:
             raise ApiError(
                 400,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
 from cqkd.metrics import KEY_POSITIONS, QBER, SESSION_DURATION, SESSIONS
+from cqkd.qkd import bb84
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import (
@@ -36,6 +37,7 @@ from cqkd.qkd.channel import (
     Message,
     PeerInfo,
     ProtocolError,
+    Refused,
     RemoteError,
     need,
     need_vector,
@@ -43,7 +45,7 @@ from cqkd.qkd.channel import (
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import choose_sample, qber, remove_indices
-from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.keystore import CONTROL, KeyStore
 from cqkd.qkd.lengths import h2, raw_length, sample_target, secret_bits
 from cqkd.qkd.session import (
     CONFIRMATION_FAILED,
@@ -70,6 +72,9 @@ _KEPT_SESSIONS = 10_000
 @dataclass
 class _Round:
     chains: list[Chain]
+    # Alice's share of each chunk's spins: the spin is QSG's bit XOR hers, so a QSG that
+    # pushes constant or chosen bits fixes nothing (PROTOCOL.md, "Threat model").
+    spin_masks: dict[int, int] = field(default_factory=dict)
     spins: dict[int, int] = field(default_factory=dict)
     valid: dict[int, int] = field(default_factory=dict)
     complete: asyncio.Event = field(default_factory=asyncio.Event)
@@ -133,8 +138,11 @@ class Alice:
 
     # --- public interface ---
 
-    def begin_session(self, key_bits: int) -> str:
-        """Start a session in the background; its process_id. ValueError for a bad length."""
+    def begin_session(self, key_bits: int, consumer: str = CONTROL) -> str:
+        """Start a session in the background; its process_id. ValueError for a bad length.
+
+        Its key is stored at both ends for `consumer` alone (keystore.CONTROL or
+        keystore.etsi_consumer(...)): no other API can collect it."""
         if isinstance(key_bits, bool) or not isinstance(key_bits, int):
             raise ValueError("key length must be an integer number of bits")
         if not 1 <= key_bits <= self.settings.max_key_bits:
@@ -144,13 +152,13 @@ class Alice:
         self._views[process_id] = view
         while len(self._views) > _KEPT_SESSIONS:
             self._views.popitem(last=False)
-        task = asyncio.create_task(self._run(view))
+        task = asyncio.create_task(self._run(view, consumer))
         self._tasks[process_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(process_id, None))
         return process_id
 
-    async def run_session(self, key_bits: int) -> SessionView:
-        return await self.wait(self.begin_session(key_bits))
+    async def run_session(self, key_bits: int, consumer: str = CONTROL) -> SessionView:
+        return await self.wait(self.begin_session(key_bits, consumer))
 
     async def wait(self, process_id: str) -> SessionView:
         """The session's view once it has ended (at once if it already has)."""
@@ -181,18 +189,18 @@ class Alice:
             if bob is None:
                 raise SessionFailed(ERROR, f"Bob at {self.bob_address[0]}:{self.bob_address[1]} "
                                            "does not answer")
-            if self.trusted and bob.public_key not in self.trusted:
+            if bob.public_key not in self.trusted:
                 raise SessionFailed(ERROR, "Bob's public key is not among TRUSTED_OWNERS")
             self._bob = bob
         return self._bob
 
-    async def _run(self, view: SessionView) -> SessionView:
+    async def _run(self, view: SessionView, consumer: str) -> SessionView:
         began = time.monotonic()
         try:
             # Sessions beyond the limit queue here: on a saturated event loop every session
             # would otherwise slow down until RPC timeouts fail them all.
             async with self._active, asyncio.timeout(self.settings.session_timeout):
-                await self._exchange(view)
+                await self._exchange(view, consumer)
             view.status, view.outcome = "confirmed", CONFIRMED
         except SessionFailed as exc:
             view.status, view.outcome, view.error = "failed", exc.outcome, str(exc)
@@ -217,7 +225,7 @@ class Alice:
               qber=view.qber, seconds=round(view.duration_seconds, 4), error=view.error)
         return view
 
-    async def _exchange(self, view: SessionView) -> None:
+    async def _exchange(self, view: SessionView, consumer: str) -> None:
         s = self.settings
         lc = view.key_bits
         bob = await self._bob_peer()
@@ -252,7 +260,7 @@ class Alice:
                 leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
                 reconciled = len(pool)
                 while secret_bits(len(pool), q, leaked) >= lc:
-                    if await self._confirm(view, bob, pool):
+                    if await self._confirm(view, bob, pool, consumer):
                         return
                     # Errors Cascade missed (the sample underestimated the QBER): one more
                     # Cascade over the whole key, smaller blocks, its parities counted too.
@@ -319,12 +327,13 @@ class Alice:
                                     assigned)
         round_key = secrets.token_bytes(ROUND_KEY_BYTES)
         order = random_permutation(positions)
-        state = self._rounds[round_key] = _Round(chains)
+        state = self._rounds[round_key] = _Round(
+            chains, {c.chunk: bb84.random_bits(c.count) for c in chains})
         me = PeerInfo("", 0, self.identity.public_key)
         try:
             sinks = [(c, role) for c in chains for role in ("QPC", "QPM", "QPP")]
             acks = await asyncio.gather(*(
-                self._command(view, round_key, c, role, me, bob) for c, role in sinks))
+                self._command(view, round_key, state, c, role, me, bob) for c, role in sinks))
             state.broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
             live = [c for c in chains if c.chunk not in state.broken]
             round_msg = {
@@ -337,7 +346,8 @@ class Alice:
             }
             sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
             source_commands = asyncio.gather(
-                *(self._command(view, round_key, c, role, me, bob) for c, role in sources))
+                *(self._command(view, round_key, state, c, role, me, bob)
+                  for c, role in sources))
             bob_reply, source_acks = await asyncio.gather(
                 self._ask(bob, round_msg), source_commands)
             # A chain whose source is dead will never complete: stop waiting for it.
@@ -362,7 +372,7 @@ class Alice:
             spins = valid = 0
             for c in chains:
                 if c.chunk in agreed:
-                    spins |= state.spins[c.chunk] << c.start
+                    spins |= (state.spins[c.chunk] ^ state.spin_masks[c.chunk]) << c.start
                     valid |= state.valid[c.chunk] << c.start
             view.raw_bits += positions
             KEY_POSITIONS.labels(stage="raw").inc(positions)
@@ -374,16 +384,25 @@ class Alice:
             del self._rounds[round_key]
 
     async def _command(
-        self, view: SessionView, round_key: bytes, chain: Chain, role: str,
+        self, view: SessionView, round_key: bytes, state: _Round, chain: Chain, role: str,
         me: PeerInfo, bob: PeerInfo,
     ) -> bool:
-        feeds = {"QSG": {"QPP": chain.workers["QPP"], "ALICE": me},
-                 "BG_A": {"QPP": chain.workers["QPP"]},
-                 "QPP": {"QPM": chain.workers["QPM"]},
-                 "QPM": {"BOB": bob, "QPC": chain.workers["QPC"]},
+        w = chain.workers
+        feeds = {"QSG": {"QPP": w["QPP"], "ALICE": me},
+                 "BG_A": {"QPP": w["QPP"]},
+                 "QPP": {"QPM": w["QPM"]},
+                 "QPM": {"BOB": bob, "QPC": w["QPC"]},
                  "QPC": {"ALICE": me, "BOB": bob}}[role]
+        sources = {"QPP": {"s": w["QSG"].public_key, "a": w["BG_A"].public_key},
+                   "QPM": {"p": w["QPP"].public_key, "mb": bob.public_key},
+                   "QPC": {"cb": w["QPM"].public_key}}.get(role, {})
+        masks = {}
+        if role == "QPP":  # Alice's shares of spins and bases travel sealed to QPP only
+            masks = {"s": bb84.to_bytes(state.spin_masks[chain.chunk], chain.count),
+                     "a": bb84.to_bytes(bb84.random_bits(chain.count), chain.count)}
         command = Command(view.process_id, round_key, role, chain.chunk, chain.count, feeds,
-                          time.time())
+                          time.time(), receiver=w[role].public_key, sources=sources,
+                          masks=masks)
         try:
             reply = await self.channel.send(
                 chain.workers[role], {"k": "command", "cmd": self.identity.sign(command.to_wire())})
@@ -403,7 +422,7 @@ class Alice:
             raise ProtocolError("unexpected push")
         expected = chain.workers["QSG" if kind == "s" else "QPC"].public_key
         if sender != expected:
-            raise ProtocolError("push from a worker that does not hold that role")
+            raise Refused("foreign_sender", "push from a worker that does not hold that role")
         vector = need_vector(message, chain.count)
         (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
         state.progress.set()
@@ -444,17 +463,19 @@ class Alice:
             machine.answer([bool(f) for f in flags])
         return machine.leaked
 
-    async def _confirm(self, view: SessionView, bob: PeerInfo, pool: bytearray) -> bool:
+    async def _confirm(
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, consumer: str
+    ) -> bool:
         """Hash to lc bits and compare HMAC tags; store the key only if they match."""
         seed = secrets.token_bytes(SEED_BYTES)
         key = toeplitz_hash(pool, view.key_bits, seed)
         key_id = str(uuid.uuid4())
         tag = confirmation_tag(key, view.process_id)
         reply = await self._ask(bob, {"k": "confirm", "pid": view.process_id, "seed": seed,
-                                      "tag": tag, "kid": key_id})
+                                      "tag": tag, "kid": key_id, "con": consumer})
         if not tags_match(tag, need(reply, "tag", bytes)):
             return False
-        self.keystore.add(key_id, key)
+        self.keystore.add(key_id, key, consumer)
         view.key_id = key_id
         KEY_POSITIONS.labels(stage="final").inc(view.key_bits)
         QBER.set(view.qber or 0.0)

@@ -1,8 +1,10 @@
 """Bob: receives Alice's sessions, allocates BG_B, collects his measured bits, and answers
 her error estimation, Cascade and confirmation. He stores a key only once its tag matched.
 
-Everything from Alice arrives sealed by her key, which must be among TRUSTED_OWNERS (when
-that list is set). Session state lives until the session ends or its TTL passes.
+Everything from Alice arrives sealed by her key, which must be among TRUSTED_OWNERS. A
+session belongs to the owner who opened it: every later message of it (confirm, abort and
+the rest), also after it ended, is refused from anyone else and counted. Session state
+lives until the session ends or its TTL passes, swept on a timer whatever traffic comes.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import logging
 import secrets
 import time
 import uuid
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
+from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import Cascade, parities
@@ -28,6 +32,7 @@ from cqkd.qkd.channel import (
     Message,
     PeerInfo,
     ProtocolError,
+    Refused,
     RemoteError,
     need,
     need_vector,
@@ -35,7 +40,7 @@ from cqkd.qkd.channel import (
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import mismatches, qber, remove_indices
-from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.keystore import MAX_CONSUMER_CHARS, KeyStore
 from cqkd.qkd.session import (
     CONFIRMED,
     ERROR,
@@ -44,7 +49,7 @@ from cqkd.qkd.session import (
     SessionView,
 )
 from cqkd.qkd.sorting import check_permutation, decode_indices, sifted_key
-from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command
+from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command, push
 from cqkd.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +76,7 @@ class _Chain:
 class _Round:
     process_id: str
     positions: int
-    order: list[int]
+    order: array[int]  # 4 bytes a position: a list of ints costs 9 times as much
     chains: dict[int, _Chain]
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     fresh: bytearray | None = None
@@ -104,6 +109,8 @@ class Bob:
         self.trusted = frozenset(settings.trusted_owner_keys)
         self._sessions: dict[str, _Session] = {}
         self._views: OrderedDict[str, SessionView] = OrderedDict()
+        self._owners: dict[str, bytes] = {}  # process_id -> its Alice, as long as its view
+        self._sweeper: asyncio.Task[None] | None = None
         self._rounds: dict[bytes, _Round] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._answers: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
@@ -122,9 +129,20 @@ class Bob:
     async def start(self) -> None:
         await self.directory.workers(refresh=True)
         self.directory.start()
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        period = min(max(self.settings.session_ttl / 4, 0.05), 5.0)
+        while True:
+            await asyncio.sleep(period)
+            self._expire()
 
     async def stop(self) -> None:
         await self.directory.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for pid in list(self._sessions):
             self._finish(pid, "failed", TIMEOUT, "Bob stopped")
 
@@ -140,10 +158,16 @@ class Bob:
 
     def _session(self, sender: bytes, message: Message) -> _Session:
         pid = need(message, "pid", str)
+        self._check_owner(pid, sender)
         session = self._sessions.get(pid)
-        if session is None or session.alice != sender:
+        if session is None:
             raise ProtocolError("unknown or finished session")
         return session
+
+    def _check_owner(self, pid: str, sender: bytes) -> None:
+        owner = self._owners.get(pid)
+        if owner is not None and owner != sender:
+            raise Refused("foreign_sender", "unknown or finished session")
 
     def _finish(self, pid: str, status: str, outcome: str, error: str | None) -> None:
         session = self._sessions.pop(pid, None)
@@ -181,12 +205,13 @@ class Bob:
         return answer
 
     async def _on_round(self, sender: bytes, address: Address, message: Message) -> Message:
-        if self.trusted and sender not in self.trusted:
-            raise ProtocolError("sender is not among TRUSTED_OWNERS")
+        if sender not in self.trusted:
+            raise Refused("untrusted", "sender is not among TRUSTED_OWNERS")
         self._expire()
         pid = need(message, "pid", str)
         if not PROCESS_ID.match(pid):
             raise ProtocolError("process_id must be 32 hex digits")
+        self._check_owner(pid, sender)
         session = self._sessions.get(pid)
         if session is None:
             if pid in self._views:
@@ -198,11 +223,9 @@ class Bob:
             view = SessionView(pid, "running", None, lc, 0, None, None, None, None, None)
             session = _Session(view, sender, now, now + self.settings.session_ttl)
             self._sessions[pid] = session
-            self._views[pid] = view
+            self._views[pid], self._owners[pid] = view, sender
             while len(self._views) > _KEPT_SESSIONS:
-                self._views.popitem(last=False)
-        elif session.alice != sender:
-            raise ProtocolError("unknown or finished session")
+                self._owners.pop(self._views.popitem(last=False)[0], None)
         round_no = need(message, "round", int)
         round_key = need(message, "rk", bytes)
         positions = need(message, "n", int)
@@ -237,7 +260,7 @@ class Bob:
             generators = allocate_bob(workers, len(qpms), mode, session.assigned)
         except SessionFailed as exc:
             raise ProtocolError(f"{exc.outcome}: {exc}") from None
-        state = _Round(pid, positions, order, chains)
+        state = _Round(pid, positions, array("I", order), chains)
         self._rounds[round_key] = state
         session.rounds[round_no] = round_key
         session.view.raw_bits += positions
@@ -254,15 +277,20 @@ class Bob:
         self, session: _Session, round_key: bytes, chunk: int, count: int, qpm: PeerInfo,
         worker: PeerInfo,
     ) -> None:
-        """Command one BG_B; if it does not answer, one other free worker takes its place,
-        so a dead generator costs a retry rather than the chain."""
+        """Give QPM Bob's share of the bases and the name of its BG_B, then command that
+        BG_B; if it does not answer, one other free worker takes its place, so a dead
+        generator costs a retry rather than the chain. The bases QPM uses are BG_B's XOR
+        Bob's share: a BG_B that pushes constant or chosen bases fixes nothing."""
         pid = session.view.process_id
-        command = Command(pid, round_key, "BG_B", chunk, count, {"QPM": qpm}, time.time())
-        message = {"k": "command", "cmd": self.identity.sign(command.to_wire())}
+        share = push(round_key, chunk, "mb", count, bb84.random_bits(count))
         for attempt in range(2):
+            command = Command(pid, round_key, "BG_B", chunk, count, {"QPM": qpm}, time.time(),
+                              receiver=worker.public_key)
+            message = {"k": "command", "cmd": self.identity.sign(command.to_wire())}
             try:
-                if await self.channel.send(worker, message) is not None:
-                    return
+                if (await self.channel.send(qpm, {**share, "bg": worker.public_key}) is None
+                        or await self.channel.send(worker, message) is not None):
+                    return  # done, or QPM is gone and the chain with it
             except RemoteError:
                 pass
             spare = [w for w in await self.directory.workers(wait=False)
@@ -283,9 +311,9 @@ class Bob:
         if chain is None or kind not in ("m", "v"):
             raise ProtocolError("unexpected push")
         if kind == "m" and sender != chain.qpm:
-            raise ProtocolError("measured bits from a worker that is not this chain's QPM")
+            raise Refused("foreign_sender", "measured bits not from this chain's QPM")
         if kind == "v" and sender != chain.qpc:
-            raise ProtocolError("valid positions from a worker that is not this chain's QPC")
+            raise Refused("foreign_sender", "valid positions not from this chain's QPC")
         vector = need_vector(message, chain.count)
         if kind == "m" and chain.measured is None:
             chain.measured = vector
@@ -378,7 +406,9 @@ class Bob:
     async def _on_confirm(self, sender: bytes, address: Address, message: Message) -> Message:
         session = self._session(sender, message)
         seed, tag = need(message, "seed", bytes), need(message, "tag", bytes)
-        key_id = need(message, "kid", str)
+        key_id, consumer = need(message, "kid", str), need(message, "con", str)
+        if not 0 < len(consumer) <= MAX_CONSUMER_CHARS:
+            raise ProtocolError("bad consumer name")
         if len(seed) != SEED_BYTES:
             raise ProtocolError("bad Toeplitz seed")
         try:
@@ -391,7 +421,7 @@ class Bob:
         key = toeplitz_hash(session.pool, view.key_bits, seed)
         own = confirmation_tag(key, view.process_id)
         if tags_match(own, tag):
-            self.keystore.add(key_id, key)
+            self.keystore.add(key_id, key, consumer)
             view.key_id = key_id
             self._finish(view.process_id, "confirmed", CONFIRMED, None)
         # On a mismatch Alice reconciles again or aborts; the key is never stored.
@@ -399,14 +429,14 @@ class Bob:
 
     async def _on_abort(self, sender: bytes, address: Address, message: Message) -> Message:
         pid = need(message, "pid", str)
+        self._check_owner(pid, sender)
         view = self._views.get(pid)
-        session = self._sessions.get(pid)
-        if view is None or (session is not None and session.alice != sender):
+        if view is None:
             raise ProtocolError("unknown session")
         outcome = message.get("outcome")
         outcome = outcome if isinstance(outcome, str) and len(outcome) < 32 else ERROR
         if view.key_id is not None:  # Alice never saw our confirmation: withdraw the key
-            self.keystore.pop(view.key_id)
+            self.keystore.discard(view.key_id)
             view.key_id = None
         self._finish(pid, "failed", outcome, "aborted by Alice")
         view.status, view.outcome, view.error = "failed", outcome, "aborted by Alice"

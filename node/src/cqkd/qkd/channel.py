@@ -5,7 +5,8 @@ limit travel as fragments (sent first, each acknowledged) and the last fragment 
 the answer. Answers are sealed back to the sender. A handler rejects bad input by raising
 ProtocolError: the sender gets its message (never key material) and raises RemoteError.
 
-`hello` is the one plain RPC: public key, roles offered and load, for discovery.
+`hello` is the one plain RPC: public key, roles offered, load and, for a worker, the
+deployment's admission ticket for its key (crypto.admit), for discovery.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import msgpack
 
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode
 from cqkd.logs import event
+from cqkd.metrics import MESSAGES_REFUSED
 from cqkd.qkd import bb84
 from cqkd.qkd.crypto import KEY_BYTES, CryptoFailure, Identity
 
@@ -44,6 +46,18 @@ class ProtocolError(ValueError):
     """A message this node refuses; the text goes back to the sender, so no secrets in it."""
 
 
+class Refused(ProtocolError):
+    """A message refused for where it came from, counted in cqkd_messages_refused_total.
+
+    `reason` is one of a few fixed labels: relayed (a command signed for another node),
+    replayed (a command already run), foreign_sender (not the node the session or command
+    named), untrusted (no owner this node trusts)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class RemoteError(RuntimeError):
     """The peer refused our message with a ProtocolError."""
 
@@ -57,6 +71,7 @@ class PeerInfo:
     public_key: bytes
     roles: tuple[str, ...] = ()
     load: int = 0
+    ticket: bytes = b""
 
     @property
     def address(self) -> Address:
@@ -108,10 +123,13 @@ def need_vector(message: Message, count: int) -> int:
 class Channel:
     """One node's sealed messaging: register handlers by message kind, send to peers."""
 
-    def __init__(self, node: DhtNode, identity: Identity, roles: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, node: DhtNode, identity: Identity, roles: tuple[str, ...] = (), ticket: bytes = b""
+    ) -> None:
         self.node = node
         self.identity = identity
         self.roles = roles
+        self.ticket = ticket
         self.load = 0
         self._handlers: dict[str, Handler] = {}
         self._fragments: dict[tuple[Address, bytes], tuple[float, list[bytes | None]]] = {}
@@ -125,17 +143,19 @@ class Channel:
     # --- discovery ---
 
     async def _on_hello(self, sender: Address, payload: bytes) -> bytes:
-        return msgpack.packb([self.identity.public_key, list(self.roles), self.load])
+        return msgpack.packb([self.identity.public_key, list(self.roles), self.load, self.ticket])
 
     async def hello(self, address: Address) -> PeerInfo | None:
         answer = await self.node.call(address, RPC_HELLO, b"")
         if answer is None:
             return None
         try:
-            key, roles, load = msgpack.unpackb(answer)
-            if not (isinstance(key, bytes) and len(key) == KEY_BYTES and type(load) is int):
+            key, roles, load, ticket = msgpack.unpackb(answer)
+            if not (isinstance(key, bytes) and len(key) == KEY_BYTES and type(load) is int
+                    and isinstance(ticket, bytes)):
                 return None
-            return PeerInfo(address[0], address[1], key, tuple(str(r) for r in roles), load)
+            return PeerInfo(address[0], address[1], key, tuple(str(r) for r in roles), load,
+                            ticket)
         except (ValueError, TypeError, msgpack.ExtraData):
             return None
 
@@ -205,6 +225,8 @@ class Channel:
                 raise ProtocolError("unknown message kind")
             reply = await handler(peer_key, sender, message)
         except (ProtocolError, ValueError, TypeError, msgpack.ExtraData) as exc:
+            if isinstance(exc, Refused):
+                MESSAGES_REFUSED.labels(reason=exc.reason).inc()
             clear = isinstance(exc, ProtocolError | CryptoFailure)
             text = str(exc) if clear else "malformed message"
             event(log, "message_refused", logging.INFO, peer=f"{sender[0]}:{sender[1]}",

@@ -5,6 +5,9 @@ XSalsa20-Poly1305) from sender to receiver. Only the receiver can read it, and i
 the sender holds that key. Box keys are cached per peer, so steady traffic costs one
 symmetric AEAD per message.
 Signed command: signer's public key (32) || signature (64) || body.
+Admission ticket: the signature (64) of the deployment's admission key over
+ADMISSION_CONTEXT || the worker's public key; Alice and Bob allocate only workers whose
+ticket verifies under an admission public key they were given.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from nacl.signing import SigningKey, VerifyKey
 KEY_BYTES = 32
 _SIGNATURE_BYTES = 64
 _BOX_CACHE_LIMIT = 4096
+ADMISSION_CONTEXT = b"cqkd-admitted-worker\x00"
 
 
 class CryptoFailure(ValueError):
@@ -110,3 +114,23 @@ def verify_signed(data: bytes, trusted: frozenset[bytes]) -> tuple[bytes, bytes]
     except CryptoError:
         raise CryptoFailure("bad command signature") from None
     return signer, body
+
+
+def admit(authority: Identity, worker_key: bytes) -> bytes:
+    """The admission ticket (64 bytes) that `authority` issues for a worker's public key."""
+    if len(worker_key) != KEY_BYTES:
+        raise ValueError(f"a public key is {KEY_BYTES} bytes")
+    return authority._signing.sign(ADMISSION_CONTEXT + worker_key).signature
+
+
+def is_admitted(worker_key: bytes, ticket: bytes, authorities: frozenset[bytes]) -> bool:
+    """True iff `ticket` is a ticket for `worker_key` from one of `authorities`."""
+    if len(ticket) != _SIGNATURE_BYTES:
+        return False
+    for authority in authorities:
+        try:
+            VerifyKey(authority).verify(ADMISSION_CONTEXT + worker_key, ticket)
+        except (CryptoError, ValueError):
+            continue
+        return True
+    return False

@@ -1,5 +1,7 @@
 """Live workers as Alice and Bob see them (step 2): the routing table plus lookups of
-random ids, then a parallel `hello` to each peer. Cached briefly, so that back-to-back
+random ids, then a parallel `hello` to each peer. Only peers whose hello carries an
+admission ticket from one of ADMISSION_KEYS count as workers: a node that merely joined
+the DHT serves lookups but never gets a role. Cached briefly, so that back-to-back
 sessions do not rediscover; a session that lost positions forces a refresh."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from cqkd.logs import event
 from cqkd.qkd.channel import Address, Channel, PeerInfo
+from cqkd.qkd.crypto import is_admitted
 from cqkd.qkd.session import ROLES
 from cqkd.settings import Settings
 
@@ -26,6 +29,7 @@ class WorkerDirectory:
     def __init__(self, channel: Channel, settings: Settings) -> None:
         self.channel = channel
         self.settings = settings
+        self.authorities = settings.admission_key_bytes
         self._workers: list[PeerInfo] = []
         self._missed: dict[Address, int] = {}
         self._fresh_until = 0.0
@@ -100,7 +104,7 @@ class WorkerDirectory:
         for address, hello in zip(addresses, hellos, strict=True):
             if hello is not None:
                 self._missed.pop(address, None)
-                if set(ROLES) <= set(hello.roles):
+                if set(ROLES) <= set(hello.roles) and self.admitted(hello):
                     workers.append(hello)
             elif address in known:
                 self._missed[address] = self._missed.get(address, 0) + 1
@@ -111,6 +115,11 @@ class WorkerDirectory:
         self._workers = workers
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
         return self._workers
+
+    def admitted(self, peer: PeerInfo) -> bool:
+        """Admitted by the deployment (Alice and Bob refuse to start without ADMISSION_KEYS;
+        an engine built without them, in a test, takes every worker)."""
+        return not self.authorities or is_admitted(peer.public_key, peer.ticket, self.authorities)
 
     def status(self) -> dict[str, object]:
         node = self.channel.node

@@ -13,8 +13,9 @@ from cqkd.local import LocalNetwork
 from cqkd.qkd.alice import Alice
 from cqkd.qkd.bob import Bob
 from cqkd.qkd.channel import serve_hello
-from cqkd.qkd.crypto import Identity
+from cqkd.qkd.crypto import Identity, admit
 from cqkd.qkd.keystore import KeyStore
+from cqkd.qkd.rogue import RogueWorker
 from cqkd.qkd.session import CONFIRMED, SessionView
 from cqkd.qkd.worker import Worker
 from cqkd.settings import Settings
@@ -29,6 +30,7 @@ class Protocol:
     alice_keys: KeyStore
     bob_keys: KeyStore
     workers: list[Worker]
+    rogue: RogueWorker | None = None
 
     async def stop(self) -> None:
         await self.alice.stop()
@@ -47,25 +49,41 @@ async def attach(
     settings: Settings,
     alice_identity: Identity | None = None,
     bob_identity: Identity | None = None,
+    rogue: str | None = None,
 ) -> Protocol:
     """Make the network's workers protocol workers and add Alice and Bob, who trust each
-    other; workers obey only them. `settings` carries the protocol knobs."""
+    other; workers obey only them. A throwaway admission key admits every worker of the
+    network, as a deployment does (nodes added later are not admitted). With `rogue`, one
+    worker, chosen with the network's rng, misbehaves so (cqkd.qkd.rogue). `settings`
+    carries the protocol knobs."""
     alice_identity = alice_identity or Identity.generate()
     bob_identity = bob_identity or Identity.generate()
+    authority = Identity.generate()
     owners = [alice_identity.public_key.hex(), bob_identity.public_key.hex()]
-    settings = settings.model_copy(
-        update={"trusted_owners": owners, "worker_count": net.worker_count}
-    )
+    settings = settings.model_copy(update={
+        "trusted_owners": owners, "worker_count": net.worker_count,
+        "admission_keys": [authority.public_key.hex()],
+    })
     for node in net.bootstraps:
         serve_hello(node)
-    workers = [Worker(node, Identity.generate(), settings) for node in net.workers]
+    rogue_index = net.rng.randrange(len(net.workers)) if rogue and net.workers else None
+    workers: list[Worker] = []
+    for index, node in enumerate(net.workers):
+        identity = Identity.generate()
+        ticket = admit(authority, identity.public_key)
+        if index == rogue_index:
+            assert rogue is not None
+            workers.append(RogueWorker(node, identity, settings, ticket, rogue))
+        else:
+            workers.append(Worker(node, identity, settings, ticket))
     alice_keys, bob_keys = KeyStore(), KeyStore()
     bob = Bob(await net.add_node("bob"), bob_identity, bob_keys, settings)
     alice = Alice(await net.add_node("alice"), alice_identity, alice_keys, settings,
                   bob.node.address)
     await bob.start()
     await alice.start()
-    return Protocol(alice, bob, alice_keys, bob_keys, workers)
+    found = [w for w in workers if isinstance(w, RogueWorker)]
+    return Protocol(alice, bob, alice_keys, bob_keys, workers, found[0] if found else None)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -106,7 +124,14 @@ async def run_sessions(
     outcomes: dict[str, int] = {}
     for view in views:
         outcomes[str(view.outcome)] = outcomes.get(str(view.outcome), 0) + 1
+    rogue = {}
+    if protocol.rogue is not None:
+        pids = {view.process_id for view in views}
+        rogue = {"rogue_worker": protocol.rogue.behaviour,
+                 "rogue_sessions": len(protocol.rogue.allocated & pids),
+                 "rogue_misbehaved_sessions": len(protocol.rogue.misbehaved & pids)}
     return {
+        **rogue,
         "key_bits": key_bits,
         "sessions": sessions,
         "concurrency": concurrency,

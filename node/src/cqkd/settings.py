@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     etsi_port: int | None = Field(
         None, ge=0, le=65535, description="a port 0..65535; default: 8443 (Alice), 8444 (Bob)"
     )
+    control_host: str = Field(
+        "127.0.0.1",
+        description="the IP address the control API binds (plain HTTP with a bearer token: "
+        "loopback unless a trusted network carries it)",
+    )
+    api_request_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a client may take to send a request, 0 < t <= 300"
+    )
+    api_max_connections: int = Field(
+        256, ge=1, le=100_000, description="open connections per API, 1..100000"
+    )
     api_token: SecretStr | None = Field(
         None, description="the control API's bearer token, at least 16 characters"
     )

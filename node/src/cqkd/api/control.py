@@ -70,7 +70,7 @@ class DeliveredKey(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 405, 413, 415, 422, 429, 503)
 }
 
 

@@ -59,7 +59,8 @@ async def attach(
     for node in net.bootstraps:
         serve_hello(node)
     workers = [Worker(node, Identity.generate(), settings) for node in net.workers]
-    alice_keys, bob_keys = KeyStore(), KeyStore()
+    alice_keys = KeyStore(settings.key_store_max_keys)
+    bob_keys = KeyStore(settings.key_store_max_keys)
     bob = Bob(await net.add_node("bob"), bob_identity, bob_keys, settings)
     alice = Alice(await net.add_node("alice"), alice_identity, alice_keys, settings,
                   bob.node.address)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cqkd import __version__
 from cqkd.api.auth import RequireSae, client_sae_id
-from cqkd.api.control import KeyRequester
+from cqkd.api.control import JsonInt, KeyRequester
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
 from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
@@ -87,15 +87,15 @@ def key_request_model(config: EtsiConfig) -> type[KeyRequest]:
     no mandatory extension."""
 
     class EncKeysRequest(KeyRequest):
-        number: StrictInt = Field(
+        number: JsonInt = Field(
             1, ge=1, le=config.max_key_per_request, description="how many keys"
         )
-        size: StrictInt | None = Field(
-            None,
+        size: JsonInt = Field(  # type: ignore[assignment]
+            config.key_size,
             ge=config.min_key_size,
             le=config.max_key_size,
             multiple_of=8,
-            description=f"key size in bits; default {config.key_size}",
+            description="key size in bits",
         )
         additional_slave_SAE_IDs: list[str] = Field(
             [], max_length=0, description="not supported: max_SAE_ID_count is 0"

@@ -94,6 +94,19 @@ async def test_unparsable_http_gets_json_400(deployment: Deployment, api: str) -
     assert MARKER.encode() not in answer
 
 
+async def test_unfinished_head_over_8_kib_gets_json_400(deployment: Deployment) -> None:
+    """What h11 buffers of a head it cannot parse yet is bounded (its default: 16 KiB)."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", deployment.apis["alice"].control.port
+    )
+    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"p" * 9000)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert set(json.loads(body)) == {"message", "details"}
+
+
 @pytest.mark.parametrize("path_attr", ["enc_keys", "dec_keys"])
 async def test_405_allows_get_and_post(deployment: Deployment, path_attr: str) -> None:
     side, sae = ("alice", "master") if path_attr == "enc_keys" else ("bob", "slave")

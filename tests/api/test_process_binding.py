@@ -3,8 +3,10 @@ API and her /health and /metrics (what Prometheus scrapes) serve on DHT_HOST; an
 `cqkd local --serve` honours --key-store-max-keys."""
 
 import json
+import os
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import httpx
 import pytest
 from cqkd.api.pki import create_local_pki
 from cqkd.qkd.crypto import Identity
-from test_processes import Processes, free_port, wait_until
+from test_processes import CQKD, Processes, free_port, wait_until
 
 pytestmark = pytest.mark.network
 
@@ -93,6 +95,14 @@ def test_control_api_binds_loopback_and_metrics_follow_dht_host(
     with httpx.Client(verify=context, timeout=30) as sae:
         status = sae.get(f"https://{HOST_ADDRESS}:{etsi}/api/v1/keys/sae-s/status")
         assert status.status_code == 200, status.text
+    # The container's health check: it asks the control API where it listens.
+    probe = subprocess.run(
+        [*CQKD, "probe", "--role", "alice"],
+        env={**os.environ, "DHT_HOST": HOST_ADDRESS, "HTTP_PORT": str(http)},
+        capture_output=True,
+        timeout=30,
+    )
+    assert probe.returncode == 0, probe.stderr
     code, _ = processes.stop("alice")
     assert code == 0, processes.log("alice")
 

@@ -87,6 +87,10 @@ async def test_slow_clients_get_408_and_are_closed(deployment: Deployment, api: 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{apis.control.port}") as client:
             assert (await client.get("/health")).status_code == 200
         results = await slow
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{apis.control.port}") as client:
+            metrics = (await client.get("/metrics")).text
+    api_label = "control" if api == "control" else "etsi014"
+    assert f'cqkd_http_refused_total{{api="{api_label}",reason="request_timeout"}}' in metrics
     for seconds, answer in results:
         assert seconds < REQUEST_TIMEOUT + GRACE, "the slow client was never dropped"
         assert seconds >= REQUEST_TIMEOUT * 0.9

@@ -3,6 +3,7 @@ variable names) and from CLI flags, built once in cli.py and passed down."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -77,8 +78,8 @@ class Settings(BaseSettings):
     )
     control_host: str = Field(
         "127.0.0.1",
-        description="the IP address the control API binds (plain HTTP with a bearer token: "
-        "loopback unless a trusted network carries it)",
+        description="an IP address for the control API to bind (plain HTTP with a bearer "
+        "token: loopback unless a trusted network carries it)",
     )
     api_request_timeout: float = Field(
         10.0, gt=0, le=300, description="seconds a client may take to send a request, 0 < t <= 300"
@@ -174,6 +175,15 @@ class Settings(BaseSettings):
         for key in value or []:
             if not _PUBLIC_KEY.match(key):
                 raise ValueError(f"{key[:70]!r} is not a public key of 64 hex digits")
+        return value
+
+    @field_validator("control_host")
+    @classmethod
+    def _check_control_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("not an IP address") from None
         return value
 
     @field_validator("node_id")

@@ -5,7 +5,8 @@ process, so the servers must not own the loop or the signals: the endpoint start
 and stops them on SIGTERM. The socket is bound here, so port 0 works and `port` tells the
 port the OS chose.
 
-Limits: request heads of at most MAX_HEAD_BYTES (h11), the connection limits of
+Limits: at most MAX_HEAD_BYTES of an unfinished request head (h11 counts only what it
+cannot parse yet; a complete head arrives in one read, itself bounded), the limits of
 connection.py, idle keep-alive connections closed after KEEP_ALIVE_SECONDS. With TLS (ETSI
 014, whose section 5 asks for mutual TLS): the client certificate is required in the
 handshake, TLS 1.2 at least, and on TLS 1.2 only AEAD cipher suites with forward secrecy

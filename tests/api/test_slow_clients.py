@@ -125,7 +125,7 @@ async def test_connections_past_the_cap_get_503_at_once(deployment: Deployment) 
 
 
 async def test_etsi_handshake_requires_a_client_certificate(deployment: Deployment) -> None:
-    """A client without a certificate cannot even send a request (ETSI GS QKD 014 5.2)."""
+    """A client without a certificate cannot even send a request."""
     context = ssl.create_default_context(cafile=str(deployment.pki.ca))
     server = deployment.apis["alice"].etsi
     assert server is not None

@@ -70,7 +70,7 @@ class Status(BaseModel):
 
 
 class KeyRequest(BaseModel):
-    """The Key request of ETSI GS QKD 014 6.2; the rules this KME enforces are in the
+    """The Key request data format of ETSI GS QKD 014; the rules this KME enforces are in the
     schema (`key_request_model`) so that clients read them from the OpenAPI document."""
 
     model_config = ConfigDict(extra="forbid")

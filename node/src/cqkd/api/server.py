@@ -8,7 +8,7 @@ port the OS chose.
 Limits: at most MAX_HEAD_BYTES of an unfinished request head (h11 counts only what it
 cannot parse yet; a complete head arrives in one read, itself bounded), the limits of
 connection.py, idle keep-alive connections closed after KEEP_ALIVE_SECONDS. With TLS (ETSI
-014, whose section 5 asks for mutual TLS): the client certificate is required in the
+014, which asks for mutual TLS): the client certificate is required in the
 handshake, TLS 1.2 at least, and on TLS 1.2 only AEAD cipher suites with forward secrecy
 (TLS 1.3 has no others).
 """

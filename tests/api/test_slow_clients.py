@@ -99,6 +99,18 @@ async def test_slow_clients_get_408_and_are_closed(deployment: Deployment, api: 
         assert json.loads(body)["message"] == "the request did not arrive in time"
 
 
+async def test_silent_connections_are_closed(deployment: Deployment) -> None:
+    async with alice_apis(deployment, api_request_timeout=REQUEST_TIMEOUT) as apis:
+        reader, writer = await asyncio.open_connection("127.0.0.1", apis.control.port)
+        began = time.monotonic()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT + GRACE):
+                assert await reader.read() == b""  # closed without a word
+        finally:
+            writer.close()
+    assert time.monotonic() - began >= REQUEST_TIMEOUT * 0.9
+
+
 async def test_connections_past_the_cap_get_503_at_once(deployment: Deployment) -> None:
     cap = 5
     async with alice_apis(deployment, api_max_connections=cap) as apis:

@@ -71,7 +71,10 @@ def sae_identity(der: bytes | None) -> tuple[str | None, str | None]:
     """(common name, None) for a verified certificate fit for an SAE, else (None, why)."""
     if not der:
         return None, NO_CERTIFICATE
-    certificate = x509.load_der_x509_certificate(der)
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None, "the client certificate cannot be read"
     try:
         usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:

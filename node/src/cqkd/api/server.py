@@ -15,6 +15,7 @@ handshake, TLS 1.2 at least, and on TLS 1.2 only AEAD cipher suites with forward
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class HttpServer:
                 "ssl_ciphers": TLS12_CIPHERS,
             }
         protocol = type(base.__name__, (base,), {"limits": limits})
+        self._limits = limits
         self._config = uvicorn.Config(
             app,
             host=host,
@@ -104,7 +106,31 @@ class HttpServer:
             sock.close()
             raise
         self._socket = sock
-        await self._server.startup(sockets=[sock])
+        await self._serve(sock)
+
+    async def _serve(self, sock: socket.socket) -> None:
+        """uvicorn's `startup(sockets=[sock])` (less what lifespan="off" makes moot) plus
+        what it cannot pass on: asyncio's TLS handshake timeout, 60 s by default, so that a
+        client that never finishes its handshake is dropped as soon as a slow request is."""
+        config, server = self._config, self._server
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=server.server_state,
+                app_state=server.lifespan.state,
+                _loop=_loop,
+            )
+
+        listener = await asyncio.get_running_loop().create_server(
+            create_protocol,
+            sock=sock,
+            ssl=config.ssl,
+            backlog=config.backlog,
+            ssl_handshake_timeout=self._limits.request_timeout if config.ssl else None,
+        )
+        server.servers = [listener]
+        server.started = True
 
     async def stop(self) -> None:
         if self._socket is not None and self._server.started:

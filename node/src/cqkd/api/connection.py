@@ -11,7 +11,10 @@ answers JSON (its `limit_concurrency` answers plain text). So, per connection:
 - past `max_connections` open connections, a new one gets 503 and is closed at once;
 - a request h11 cannot parse gets 400 in the JSON shape, not uvicorn's plain text.
 
-Each refusal is counted in `cqkd_http_refused_total{api,reason}`.
+Each refusal is counted in `cqkd_http_refused_total{api,reason}`. A refused plain-TCP
+connection is half-closed after the answer and dropped LINGER_SECONDS later (what HTTP
+servers call a lingering close): closing a socket with unread request bytes makes the kernel
+send a reset, which can destroy the answer before the client reads it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cqkd.metrics import HTTP_REFUSED
 
+LINGER_SECONDS = 2.0
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}
 # h11 states in which the client has sent its whole request (or the connection is over).
 _REQUEST_RECEIVED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
@@ -55,6 +59,7 @@ class LimitedH11Protocol(H11Protocol):
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits(api="unknown")
     _deadline: asyncio.TimerHandle | None = None
+    _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -66,6 +71,10 @@ class LimitedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_deadline()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:  # after a refusal, late request bytes are read and dropped
+            super().data_received(data)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -103,6 +112,11 @@ class LimitedH11Protocol(H11Protocol):
     def _refuse(self, status: int, message: str, reason: str) -> None:
         HTTP_REFUSED.labels(api=self.limits.api, reason=reason).inc()
         self._disarm_deadline()
+        self._refused = True
         if self.conn.our_state is h11.IDLE:  # else a response has begun: only close
             self.transport.write(refusal(status, message))
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:  # TLS: closing reads on until the peer's close_notify
+            self.transport.close()

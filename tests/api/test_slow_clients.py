@@ -44,20 +44,30 @@ def etsi_context(deployment: Deployment) -> ssl.SSLContext:
     return context
 
 
-async def slowloris(port: int, context: ssl.SSLContext | None) -> tuple[float, bytes]:
-    """Send a request head one header line per 0.3 s, never finishing it; return when and
-    what the server answered before it closed the connection."""
+async def slowloris(
+    port: int, context: ssl.SSLContext | None, body: bool = False
+) -> tuple[float, bytes]:
+    """Send a request head one header line per 0.3 s, never finishing it (or a whole head,
+    then its body one byte per 0.3 s); return when and what the server answered before it
+    closed the connection."""
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1" if context else None
     )
     began = time.monotonic()
-    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    if body:
+        path = "/generate-key" if context is None else "/api/v1/keys/x/enc_keys"
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+    else:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     answer = b""
 
     async def trickle() -> None:
         for index in range(int((REQUEST_TIMEOUT + GRACE) / 0.3)):
             await asyncio.sleep(0.3)
-            writer.write(f"X-Slow-{index}: 1\r\n".encode())
+            writer.write(b" " if body else f"X-Slow-{index}: 1\r\n".encode())
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
 
@@ -75,13 +85,18 @@ async def slowloris(port: int, context: ssl.SSLContext | None) -> tuple[float, b
     return time.monotonic() - began, answer
 
 
+@pytest.mark.parametrize("body", [False, True], ids=["head", "body"])
 @pytest.mark.parametrize("api", ["control", "etsi"])
-async def test_slow_clients_get_408_and_are_closed(deployment: Deployment, api: str) -> None:
+async def test_slow_clients_get_408_and_are_closed(
+    deployment: Deployment, api: str, body: bool
+) -> None:
     async with alice_apis(deployment, api_request_timeout=REQUEST_TIMEOUT) as apis:
         server = apis.control if api == "control" else apis.etsi
         assert server is not None
         context = etsi_context(deployment) if api == "etsi" else None
-        slow = asyncio.gather(*(slowloris(server.port, context) for _ in range(SLOW_CLIENTS)))
+        slow = asyncio.gather(
+            *(slowloris(server.port, context, body) for _ in range(SLOW_CLIENTS))
+        )
         await asyncio.sleep(0.2)
         # The API keeps serving others meanwhile.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{apis.control.port}") as client:

@@ -113,7 +113,12 @@ class LimitedH11Protocol(H11Protocol):
         HTTP_REFUSED.labels(api=self.limits.api, reason=reason).inc()
         self._disarm_deadline()
         self._refused = True
-        if self.conn.our_state is h11.IDLE:  # else a response has begun: only close
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The application may wait for the body: it sees a disconnect, as on a close.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        # SEND_RESPONSE: the request head is in but no byte of an answer has left.
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self.transport.write(refusal(status, message))
         if self.transport.can_write_eof():
             self.transport.write_eof()

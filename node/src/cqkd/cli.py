@@ -327,10 +327,12 @@ def keygen(path: Path) -> int:
 # --- probe ---
 
 
-def probe(settings: Settings) -> int:
+def probe(settings: Settings, control_api: bool = False) -> int:
+    """Alice's and Bob's /health is on their control API, which binds CONTROL_HOST."""
     import http.client
 
-    host = "127.0.0.1" if settings.dht_host in ("0.0.0.0", "") else settings.dht_host
+    bound = settings.control_host if control_api else settings.dht_host
+    host = "127.0.0.1" if bound in ("0.0.0.0", "") else bound
     port = settings.effective_http_port
     try:
         conn = http.client.HTTPConnection(host, port, timeout=PROBE_TIMEOUT_SECONDS)
@@ -359,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cqkd.ports import role_settings
 
             settings = role_settings(settings, args.role)
-        return probe(settings)
+        return probe(settings, control_api=args.role is not None)
     from cqkd.logs import event, setup_logging
 
     setup_logging(settings.log_level.value)

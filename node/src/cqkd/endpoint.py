@@ -3,6 +3,11 @@
     cqkd alice   # DHT on UDP 6000, control API on 8001, ETSI 014 on 8443 (mutual TLS)
     cqkd bob     # DHT on UDP 6001, control API on 8002, ETSI 014 on 8444
 
+The control API speaks plain HTTP and carries the bearer token and keys, so it binds
+CONTROL_HOST (loopback by default); the ETSI API (mutual TLS) binds DHT_HOST. Like every
+other node, Alice and Bob also serve GET /health and GET /metrics on DHT_HOST at their DHT
+port number over TCP, which is what Prometheus scrapes from other hosts.
+
 Everything runs in one event loop; SIGTERM or SIGINT stops the APIs, then the engine,
 then the node. `EndpointApis` is the part `cqkd local --serve` reuses for the Alice and Bob
 of an in-process network.
@@ -18,15 +23,19 @@ import secrets
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from cqkd.api.auth import read_token
+from cqkd.api.connection import ConnectionLimits
 from cqkd.api.control import ControlConfig, create_control_app
 from cqkd.api.etsi import EtsiConfig, create_etsi_app
 from cqkd.api.pki import CertPair, LocalPki, create_local_pki
 from cqkd.api.server import HttpServer, TlsFiles
 from cqkd.dht.node import DhtNode
+from cqkd.httpd import HttpServer as StatusServer
+from cqkd.httpd import Response, health_response, metrics_response
 from cqkd.local import LOOPBACK, LocalNetwork
 from cqkd.logs import event
 from cqkd.ports import DEFAULT_PORTS, Role, role_settings
@@ -96,7 +105,9 @@ class EndpointApis:
         http_port: int,
         etsi_port: int,
         tls: TlsFiles | None,
+        control_host: str | None = None,
     ) -> None:
+        """`host` for the ETSI API, `control_host` (default: `host`) for the control API."""
         try:
             token = read_token(
                 settings.api_token.get_secret_value() if settings.api_token else None,
@@ -111,13 +122,25 @@ class EndpointApis:
             max_key_bits=settings.max_key_bits,
             max_running_sessions=settings.max_running_sessions,
         )
-        self.control = HttpServer(create_control_app(control, party, keystore), host, http_port)
+        def limits(api: str) -> ConnectionLimits:
+            return ConnectionLimits(
+                api=api,
+                request_timeout=settings.api_request_timeout,
+                max_connections=settings.api_max_connections,
+            )
+
+        self.control = HttpServer(
+            create_control_app(control, party, keystore),
+            control_host or host,
+            http_port,
+            limits=limits("control"),
+        )
         self.etsi: HttpServer | None = None
         if tls is not None:
             app = create_etsi_app(
                 etsi_config(settings, role), keystore, party if role == "alice" else None
             )
-            self.etsi = HttpServer(app, host, etsi_port, tls)
+            self.etsi = HttpServer(app, host, etsi_port, tls, limits("etsi014"))
         self.role = role
 
     async def start(self) -> None:
@@ -192,10 +215,14 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         http_port=settings.effective_http_port,
         etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
         tls=tls,
+        control_host=settings.control_host,
     )
     await node.start()
+    status = _status_server(settings, role, node)
     tasks: list[asyncio.Task[Any]] = []
     try:
+        await status.start()
+        event(log, "http_listening", role=role, api="status", port=status.port)
         await apis.start()
         joining = asyncio.create_task(node.join(settings.bootstrap_nodes))
         stopping = asyncio.create_task(stop.wait())
@@ -211,9 +238,29 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await apis.stop()
+        await status.stop()
         await party.stop()
         await node.stop()
     event(log, "stopped", role=role)
+
+
+def _status_server(settings: Settings, role: Role, node: DhtNode) -> StatusServer:
+    """GET /health and /metrics on DHT_HOST at the DHT port number, as on every node."""
+    started = time.monotonic()
+
+    def health() -> Response:
+        return health_response(
+            {
+                "status": "ok",
+                "role": role,
+                "node_id": node.node_id.hex(),
+                "routing_table_size": node.routing_table_size,
+                "uptime_seconds": round(time.monotonic() - started, 3),
+            }
+        )
+
+    routes = {"/health": health, "/metrics": metrics_response}
+    return StatusServer(routes, settings.dht_host, node.address[1])
 
 
 async def serve_local(

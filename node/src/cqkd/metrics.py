@@ -86,6 +86,13 @@ MESSAGES_REFUSED = Counter(
     ["reason"],
 )
 
+# --- HTTP APIs (control, ETSI 014) ---
+HTTP_REFUSED = Counter(
+    "cqkd_http_refused_total",
+    "Connections or requests an API refused before its application saw them, by api and reason.",
+    ["api", "reason"],
+)
+
 BUILD_INFO = Gauge("cqkd_build_info", "Build information (always 1).", ["version", "python"])
 BUILD_INFO.labels(version=__version__, python=platform.python_version()).set(1)
 

@@ -3,6 +3,7 @@ variable names) and from CLI flags, built once in cli.py and passed down."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -74,6 +75,17 @@ class Settings(BaseSettings):
     # --- Alice and Bob: control API and ETSI 014 (issue 3) ---
     etsi_port: int | None = Field(
         None, ge=0, le=65535, description="a port 0..65535; default: 8443 (Alice), 8444 (Bob)"
+    )
+    control_host: str = Field(
+        "127.0.0.1",
+        description="an IP address for the control API to bind (plain HTTP with a bearer "
+        "token: loopback unless a trusted network carries it)",
+    )
+    api_request_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a client may take to send a request, 0 < t <= 300"
+    )
+    api_max_connections: int = Field(
+        256, ge=1, le=100_000, description="open connections per API, 1..100000"
     )
     api_token: SecretStr | None = Field(
         None, description="the control API's bearer token, at least 16 characters"
@@ -172,6 +184,15 @@ class Settings(BaseSettings):
         for key in value or []:
             if not _PUBLIC_KEY.match(key):
                 raise ValueError(f"{key[:70]!r} is not a public key of 64 hex digits")
+        return value
+
+    @field_validator("control_host")
+    @classmethod
+    def _check_control_host(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("not an IP address") from None
         return value
 
     @field_validator("node_id")

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Protocol, cast
 
 from fastapi import Depends, FastAPI, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from cqkd import __version__
 from cqkd.api.auth import bearer_token_guard
@@ -33,6 +33,14 @@ from cqkd.qkd.session import SessionView
 log = logging.getLogger(__name__)
 
 PROCESS_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A JSON integer, as JSON Schema counts them: 3.0 is 3; "3", true and 3.5 are refused.
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
 
 
 class Party(Protocol):
@@ -70,7 +78,7 @@ class DeliveredKey(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 422, 429, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 404, 405, 413, 415, 422, 429, 503)
 }
 
 
@@ -162,7 +170,7 @@ def _add_generate_key(
 ) -> None:
     class GenerateKeyRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        desired_key_length: StrictInt = Field(
+        desired_key_length: JsonInt = Field(
             gt=0, le=config.max_key_bits, description="the key length, in bits"
         )
 

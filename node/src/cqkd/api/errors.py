@@ -1,7 +1,11 @@
 """One error shape for both apps: {"message": ..., "details": [...]}, as ETSI GS QKD 014 says.
 
 Validation errors list where and what is wrong but never the rejected value, so that a key,
-token or other secret sent by mistake is not echoed back.
+token or other secret sent by mistake is not echoed back, and so that input that cannot be
+encoded (a lone surrogate in a JSON string) cannot turn an answer into a 500: names the
+client chose (an unknown field's name) and messages that quote the input (a UUID parser's
+"found `x` at 1") are left out. A 405 lists in `Allow` every method the path serves
+(RFC 9110 15.5.6), which Starlette does not when methods are separate routes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+# pydantic error contexts whose values come from the input (the message quotes them).
+_QUOTING_CONTEXT = frozenset({"error", "tag", "input"})
 
 
 class ErrorBody(BaseModel):
@@ -50,9 +58,24 @@ def error_response(
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for error in exc.errors():
-        location = ".".join(str(part) for part in error.get("loc", ()))
-        details.append({"field": location, "problem": str(error.get("msg", "invalid"))})
+        kind = str(error.get("type", "invalid"))
+        location = list(error.get("loc", ()))
+        problem = str(error.get("msg", "invalid"))
+        if kind == "extra_forbidden":
+            location, problem = location[:-1], "a field the schema does not define"
+        elif _QUOTING_CONTEXT & set(error.get("ctx") or {}):
+            problem = f"invalid value ({kind})"
+        details.append({"field": ".".join(str(part) for part in location), "problem": problem})
     return details
+
+
+def _allowed_methods(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "OPTIONS"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI, validation_status: int) -> None:
@@ -62,9 +85,16 @@ def install_error_handlers(app: FastAPI, validation_status: int) -> None:
         assert isinstance(exc, ApiError)
         return error_response(exc.status_code, exc.message, exc.details, exc.headers)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
+
+    async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: the shape holds, the exception is logged by uvicorn.
+        return error_response(500, "internal error")
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -75,3 +105,4 @@ def install_error_handlers(app: FastAPI, validation_status: int) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected_error)

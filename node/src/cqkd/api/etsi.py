@@ -18,8 +18,8 @@ from fastapi import Depends, FastAPI, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cqkd import __version__
-from cqkd.api.auth import client_sae_id
-from cqkd.api.control import KeyRequester
+from cqkd.api.auth import RequireSae, client_sae_id
+from cqkd.api.control import JsonInt, KeyRequester
 from cqkd.api.errors import ApiError, ErrorBody, install_error_handlers
 from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
@@ -70,12 +70,44 @@ class Status(BaseModel):
 
 
 class KeyRequest(BaseModel):
+    """The Key request data format of ETSI GS QKD 014; the rules this KME enforces are in the
+    schema (`key_request_model`) so that clients read them from the OpenAPI document."""
+
     model_config = ConfigDict(extra="forbid")
-    number: StrictInt = Field(1, ge=1, description="how many keys")
-    size: StrictInt | None = Field(None, ge=1, description="key size in bits")
+    number: StrictInt = 1
+    size: StrictInt | None = None
     additional_slave_SAE_IDs: list[str] = []
     extension_mandatory: list[dict[str, Any]] = []
     extension_optional: list[dict[str, Any]] = []
+
+
+def key_request_model(config: EtsiConfig) -> type[KeyRequest]:
+    """KeyRequest with this KME's limits: number 1..max_key_per_request, size a multiple
+    of 8 in min_key_size..max_key_size bits, no additional slave SAEs (max_SAE_ID_count 0),
+    no mandatory extension."""
+
+    class EncKeysRequest(KeyRequest):
+        number: JsonInt = Field(
+            1, ge=1, le=config.max_key_per_request, description="how many keys"
+        )
+        size: JsonInt = Field(  # type: ignore[assignment]
+            config.key_size,
+            ge=config.min_key_size,
+            le=config.max_key_size,
+            multiple_of=8,
+            description="key size in bits",
+        )
+        additional_slave_SAE_IDs: list[str] = Field(
+            [], max_length=0, description="not supported: max_SAE_ID_count is 0"
+        )
+        extension_mandatory: list[dict[str, Any]] = Field(
+            [], max_length=0, description="no mandatory extension is supported"
+        )
+        extension_optional: list[dict[str, Any]] = Field(
+            [], description="accepted and ignored"
+        )
+
+    return EncKeysRequest
 
 
 class KeyIdItem(BaseModel):
@@ -97,7 +129,9 @@ class KeyContainer(BaseModel):
     keys: list[Key]
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 405, 413, 415, 503)
+}
 
 
 def create_etsi_app(
@@ -112,6 +146,8 @@ def create_etsi_app(
     )
     install_error_handlers(app, validation_status=status.HTTP_400_BAD_REQUEST)
     app.add_middleware(BodySizeLimit)
+    # Outermost: /docs and /openapi.json follow the same certificate rule as the key routes.
+    app.add_middleware(RequireSae)
     if config.role == "alice":
         if alice is None:
             raise ValueError("Alice's ETSI app needs Alice to run top-up sessions")
@@ -228,22 +264,31 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
         if request.additional_slave_SAE_IDs:
             raise ApiError(400, "additional_slave_SAE_IDs are not supported (max_SAE_ID_count 0)")
         if request.extension_mandatory:
-            raise ApiError(
-                400,
-                "no mandatory extension is supported",
-                [{"extension_unsupported": list(ext)} for ext in request.extension_mandatory],
-            )
+            # The extensions' names are the client's: not echoed (nor made encodable).
+            raise ApiError(400, "no mandatory extension is supported")
         size = check_size(request.number, request.size)
         keys = await topup.take(request.number, size)
         event(log, "keys_delivered", api="etsi_enc_keys", sae=caller, keys=len(keys), bits=size)
         return _encode(keys)
 
+    request_model = key_request_model(config)
+
     @app.get(PREFIX + "/{slave_SAE_ID}/enc_keys", tags=["master"])
     async def get_enc_keys(
         slave_SAE_ID: str,
         caller: Caller,
-        number: Annotated[int, Query(ge=1)] = 1,
-        size: Annotated[int | None, Query(ge=1)] = None,
+        number: Annotated[
+            int, Query(ge=1, le=config.max_key_per_request, description="how many keys")
+        ] = 1,
+        size: Annotated[
+            int | None,
+            Query(
+                ge=config.min_key_size,
+                le=config.max_key_size,
+                multiple_of=8,
+                description=f"key size in bits; default {config.key_size}",
+            ),
+        ] = None,
     ) -> KeyContainer:
         """`number` new keys of `size` bits for the master SAE, with their key_IDs."""
         return await enc_keys(slave_SAE_ID, caller, KeyRequest(number=number, size=size))
@@ -251,7 +296,7 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
     @app.post(PREFIX + "/{slave_SAE_ID}/enc_keys", tags=["master"])
     async def post_enc_keys(
         slave_SAE_ID: str,
-        request: KeyRequest,
+        request: request_model,  # type: ignore[valid-type]
         caller: Caller,
     ) -> KeyContainer:
         """As GET, with the request in a JSON body."""
@@ -259,6 +304,9 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
 
 
 def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> None:
+    class DecKeysRequest(KeyIds):
+        key_IDs: list[KeyIdItem] = Field(min_length=1, max_length=config.max_key_per_request)
+
     @app.get(PREFIX + "/{master_SAE_ID}/status", tags=["slave"])
     async def get_status(master_SAE_ID: str, caller: Caller) -> Status:
         """Status of the key link from the master SAE."""
@@ -300,7 +348,7 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
     @app.post(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
     async def post_dec_keys(
         master_SAE_ID: str,
-        request: KeyIds,
+        request: DecKeysRequest,
         caller: Caller,
     ) -> KeyContainer:
         """The keys with these key_IDs, as the master SAE received them."""

@@ -1,8 +1,10 @@
-"""A bound on request bodies, checked before FastAPI reads them into memory.
+"""Checks on request bodies, before FastAPI reads them into memory.
 
 Every body these APIs accept is a small JSON object; without a bound, anyone who can reach
 the port could make the process buffer an arbitrarily large upload before any token or
-certificate check runs.
+certificate check runs. A body declared as another media type gets a 415 that names the
+type expected (FastAPI would try to validate it and answer "not an object"); a body without
+Content-Type is read as JSON, as FastAPI does.
 """
 
 from starlette.exceptions import HTTPException
@@ -11,6 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cqkd.api.errors import error_response
 
 MAX_BODY_BYTES = 256 * 1024
+JSON_TYPE = "application/json"
+
+
+def _is_json(content_type: bytes) -> bool:
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == JSON_TYPE.encode() or media_type.endswith(b"+json")
 
 
 class BodySizeLimit:
@@ -25,9 +33,16 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(scope, receive, send)
+            return
+        content_type = headers.get(b"content-type")
+        if content_type is not None and scope["method"] == "POST" and not _is_json(content_type):
+            await error_response(415, f"the request body must be JSON: Content-Type: {JSON_TYPE}")(
+                scope, receive, send
+            )
             return
         received = 0
 

@@ -3,7 +3,8 @@
 Deployments make theirs with Ansible (community.crypto); this is the same layout for one
 machine: the CA signs a server certificate per KME (valid for the given host names and
 addresses) and a client certificate per SAE whose common name is the SAE_ID.
-Private keys are written with mode 0600.
+Private keys are written with mode 0600, also over an existing file of a looser mode and
+whatever the umask (os.open's mode applies only to a file it creates, less the umask).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
+        os.fchmod(fd, 0o600)  # before the key is written: no moment with a readable key
         handle.write(pem)
 
 

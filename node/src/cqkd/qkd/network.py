@@ -76,7 +76,8 @@ async def attach(
             workers.append(RogueWorker(node, identity, settings, ticket, rogue))
         else:
             workers.append(Worker(node, identity, settings, ticket))
-    alice_keys, bob_keys = KeyStore(), KeyStore()
+    alice_keys = KeyStore(settings.key_store_max_keys)
+    bob_keys = KeyStore(settings.key_store_max_keys)
     bob = Bob(await net.add_node("bob"), bob_identity, bob_keys, settings)
     alice = Alice(await net.add_node("alice"), alice_identity, alice_keys, settings,
                   bob.node.address)

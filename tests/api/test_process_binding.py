@@ -49,7 +49,8 @@ def test_control_api_binds_loopback_and_metrics_follow_dht_host(
         slave_sae_id="sae-s",
         hosts=(HOST_ADDRESS,),
     )
-    Identity.generate().write_key_file(tmp_path / "alice.key")
+    alice = Identity.generate()
+    alice.write_key_file(tmp_path / "alice.key")
     (tmp_path / "token").write_text(TOKEN + "\n")
     bootstrap, dht, http, etsi = free_port(), free_port(), free_port(), free_port()
     processes.start(
@@ -66,6 +67,8 @@ def test_control_api_binds_loopback_and_metrics_follow_dht_host(
             "BOOTSTRAP_NODES": f"127.0.0.1:{bootstrap}",
             "BOB_ADDRESS": "127.0.0.1:9",
             "OWNER_KEY_FILE": str(tmp_path / "alice.key"),
+            "TRUSTED_OWNERS": alice.public_key.hex(),
+            "ADMISSION_KEYS": Identity.generate().public_key.hex(),
             "API_TOKEN_FILE": str(tmp_path / "token"),
             "TLS_CERT_FILE": str(pki.alice.cert),
             "TLS_KEY_FILE": str(pki.alice.key),

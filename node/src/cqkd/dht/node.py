@@ -101,9 +101,8 @@ class _Server(Server):  # type: ignore[misc]
         app_handlers: dict[str, AppHandler],
         accept_store: bool = True,
     ) -> None:
-        super().__init__(
-            ksize=params.k, alpha=params.alpha, node_id=node_id, storage=BoundedStorage()
-        )
+        super().__init__(ksize=params.k, alpha=params.alpha, node_id=node_id)
+        self.storage = BoundedStorage()  # kademlia's `storage or ...` takes an empty one for none
         self._settings = settings
         self._app_handlers = app_handlers
         self._accept_store = accept_store

@@ -481,8 +481,11 @@ class CqkdProtocol(KademliaProtocol):
         address answered our ping with `found`. Its node restarted with a new id: evict the
         stale one and take the new. It answered with the old id: the new one is refused."""
         stale = self.router.contact(held)
-        still_there = stale is not None and (stale.ip, stale.port) == address
-        if (found is None or found == node.id) and still_there:
+        if stale is None or (stale.ip, stale.port) != address:
+            if found == node.id:  # another answer already replaced it
+                self.welcome_if_new(node)
+            return
+        if found is None or found == node.id:
             self.router.remove_contact(stale)
         if found == node.id:
             self._log("peer_id_changed", logging.WARNING, address=_text(address),

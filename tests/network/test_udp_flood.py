@@ -211,8 +211,12 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
     with alice:
         wait_until(lambda: alice.get("/ready").status_code == 200, "Alice ready")
         wait_until(lambda: httpx.get(worker_health, timeout=5).status_code == 200, "worker")
-        warm_up = outcome(session())  # the first session's allocations are not the flood's
-        assert warm_up["outcome"] == "confirmed", warm_up
+        # A first session, so that its allocations are not counted as the flood's. Six
+        # workers just joined on a loaded machine: it may miss one, so it may be retried.
+        warm_ups = [outcome(session()) for _ in range(1)]
+        while warm_ups[-1]["outcome"] != "confirmed" and len(warm_ups) < 3:
+            warm_ups.append(outcome(session()))
+        assert warm_ups[-1]["outcome"] == "confirmed", warm_ups
         baseline = {"worker": rss(worker.pid), "alice": rss(alice_pid)}
         drops = {"worker": udp_drops(target), "alice": udp_drops(dht["alice"])}
         peak = dict(baseline)

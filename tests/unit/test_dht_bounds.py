@@ -36,6 +36,8 @@ def test_storage_bounds_count_bytes_source_and_age() -> None:
     clock.now = 10.5
     assert len(storage) == 0 and storage.bytes_used == 0
     assert storage.put(b"\x00" * 20, b"x" * 100, A)
+    small = BoundedStorage(max_value_bytes=100)  # a STORE of it must fit one datagram
+    assert not small.put(b"\x00" * 20, b"x" * 99, A) and small.put(b"\x00" * 20, b"x" * 98, A)
 
 
 def test_reassembly_is_bounded_by_memory_cost_and_expires_in_order() -> None:

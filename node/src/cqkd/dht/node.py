@@ -102,7 +102,8 @@ class _Server(Server):  # type: ignore[misc]
         accept_store: bool = True,
     ) -> None:
         super().__init__(ksize=params.k, alpha=params.alpha, node_id=node_id)
-        self.storage = BoundedStorage()  # kademlia's `storage or ...` takes an empty one for none
+        # Set here: kademlia's `storage or ForgetfulStorage()` takes an empty one for none.
+        self.storage = BoundedStorage(max_value_bytes=MAX_VALUE_BYTES)
         self._settings = settings
         self._app_handlers = app_handlers
         self._accept_store = accept_store

@@ -9,6 +9,8 @@ when it would pass one of four bounds:
   size plus `ENTRY_OVERHEAD` for the key, the entry and the Python objects);
 - `per_source` of each bound for one source address (host, port): one peer cannot take
   more than its share;
+- a value over `max_value_bytes` (msgpack) is refused: kademlia republishes what it holds,
+  and a STORE of it must fit one datagram;
 - values older than `ttl` seconds are forgotten. Entries are kept in insertion order, so
   expiry pops from the front and never scans.
 
@@ -51,7 +53,9 @@ class BoundedStorage(IStorage):  # type: ignore[misc]
         per_source: float = PER_SOURCE,
         ttl: float = TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        max_value_bytes: int | None = None,
     ) -> None:
+        self.max_value_bytes = max_value_bytes
         self.max_values = max_values
         self.max_bytes = max_bytes
         self.source_values = max(1, int(max_values * per_source))
@@ -74,14 +78,17 @@ class BoundedStorage(IStorage):  # type: ignore[misc]
     def put(self, key: bytes, value: Any, source: Address) -> bool:
         """Store `value` from `source`; False (and counted) when a bound refuses it."""
         self._expire()
-        cost = value_bytes(value) + ENTRY_OVERHEAD
+        size = value_bytes(value)
+        cost = size + ENTRY_OVERHEAD
         # A refused value leaves the one it would have replaced in place.
         old = self._data.get(key)
         freed = (1, old[2]) if old is not None else (0, 0)
         mine = freed if old is not None and old[3] == source else (0, 0)
         used = self._by_source.get(source, [0, 0])
         reason = None
-        if source != OWN and (
+        if self.max_value_bytes is not None and size > self.max_value_bytes:
+            reason = "too_large"
+        elif source != OWN and (
             used[0] - mine[0] >= self.source_values or used[1] - mine[1] + cost > self.source_bytes
         ):
             reason = "per_source"

@@ -253,6 +253,10 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
         flood.join()
         flood.close()
         views = [outcome(url) for url in sessions]
+        # Every other node, and at most one contact for each flooding address.
+        most = 2 + WORKERS + SPARE_WORKERS + len(KINDS)  # bootstrap, Bob or Alice, workers
+        tables = {"alice": alice.get("/network-status").json()["routing_table_peers"],
+                  "worker": httpx.get(worker_health, timeout=5).json()["routing_table_size"]}
         dropped = {"worker": udp_drops(target) - drops["worker"],
                    "alice": udp_drops(dht["alice"]) - drops["alice"]}
 
@@ -267,6 +271,7 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
         "rss_growth_mib": {n: round((peak[n] - baseline[n]) / 2**20, 2) for n in peak},
         "sessions": [v["outcome"] for v in views],
         "health_checks": health_checks,
+        "routing_tables": tables,
     }
     print("flood figures:", json.dumps(figures))
     assert all(count >= PER_KIND for count in flood.sent.values()), figures
@@ -274,5 +279,6 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
     assert len(views) == 3 and all(v["outcome"] == "confirmed" for v in views), (views, figures)
     for name in peak:
         assert peak[name] - baseline[name] <= MAX_RSS_GROWTH, (name, figures)
+    assert all(size <= most for size in tables.values()), (tables, figures)
     assert worker.poll() is None and cluster.running["alice"].poll() is None
     assert "Traceback" not in cluster.log("worker-0") + cluster.log("alice")

@@ -232,16 +232,20 @@ async def test_values_and_answers_fit_the_receivers_limit() -> None:
 async def test_same_node_id_twice_is_logged_and_refused(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     twin_id = os.urandom(20).hex()
-    boot = DhtNode(fast_settings(), "bootstrap", host="127.0.0.1", port=0)
+    boot = DhtNode(fast_settings(), "bootstrap", host="0.0.0.0", port=0)
     first = DhtNode(fast_settings(node_id=twin_id), host="127.0.0.1", port=0)
     second = DhtNode(fast_settings(node_id=twin_id), host="127.0.0.1", port=0)
     await started(boot, first, second)
     try:
         clashes = count(DHT_CONTACTS_REFUSED, "id_clash")
-        await first.join([boot.address])
-        await second.join([boot.address], required=False)
+        entry = ("127.0.0.1", boot.address[1])
+        # A bootstrap list that names the node itself is no clash.
+        assert await boot.join([entry], required=False) is False
+        await first.join([entry])
+        await second.join([entry], required=False)
         lines = [r for r in caplog.records if r.getMessage() == "node_id_clash"]
         assert lines and count(DHT_CONTACTS_REFUSED, "id_clash") > clashes
+        assert {r.fields["node_id"] for r in lines} == {twin_id}  # type: ignore[attr-defined]
         fields = lines[0].fields  # type: ignore[attr-defined]
         assert fields["node_id"] == twin_id
         addresses = {fields["address"], fields["held_by"]}
@@ -352,3 +356,4 @@ async def test_answers_to_unproven_addresses_are_at_most_three_times_the_request
         forged.close()
         honest.close()
         await node.stop()
+

@@ -226,6 +226,10 @@ class CqkdProtocol(KademliaProtocol):
         if name == "store" and not self.accept_store:
             DHT_STORE_REFUSED.labels(reason="unused").inc()
             return "store_refused"
+        if msg_id in self._pending and name == "ping":
+            # Our own ping come back (a bootstrap list that names this node): not a clash.
+            self._send(RESPONSE, msg_id, self.source_node.id, addr)
+            return None
         self._dead.pop(addr, None)
         proven = addr in self._proven
         if not proven:
@@ -422,7 +426,8 @@ class CqkdProtocol(KademliaProtocol):
         )
         if not answered:
             return None
-        self.welcome_if_new(Node(node_id, address[0], address[1]))
+        if node_id != self.source_node.id:
+            self.welcome_if_new(Node(node_id, address[0], address[1]))
         return node_id
 
     async def query_load(self, address: Address) -> int | None:

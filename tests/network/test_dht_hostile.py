@@ -94,6 +94,17 @@ async def settle(check: object, within: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def proven(peer: Hostile, *nodes: DhtNode) -> None:
+    """Let the nodes prove the peer's address (it answers their ping): past the rate limit
+    of unproven addresses, the bounds under test are what refuses."""
+    assert peer.honest and peer.transport is not None
+    address = peer.transport.get_extra_info("sockname")
+    for node in nodes:
+        peer.send(request("ping", peer.node_id), node.address)
+    await settle(lambda: all(node.protocol.is_proven(address) for node in nodes))
+    peer.answers.clear()
+
+
 async def started(*nodes: DhtNode) -> None:
     for node in nodes:
         await node.start()
@@ -106,8 +117,9 @@ async def test_store_is_dropped_by_workers_and_bounded_elsewhere() -> None:
     worker = DhtNode(fast_settings(), "worker", host="127.0.0.1", port=0, accept_store=False)
     keeper = DhtNode(fast_settings(), "bootstrap", host="127.0.0.1", port=0)
     await started(worker, keeper)
-    peer = await Hostile.open()
+    peer = await Hostile.open(honest=True)
     try:
+        await proven(peer, worker, keeper)
         unused = count(DHT_STORE_REFUSED, "unused")
         per_source = count(DHT_STORE_REFUSED, "per_source")
         sent = int(MAX_VALUES * PER_SOURCE) + 200
@@ -141,8 +153,9 @@ async def test_fragments_before_authentication_are_capped_per_source() -> None:
     node = DhtNode(fast_settings(), "bob", host="127.0.0.1", port=0)
     Channel(node, Identity.generate())
     await node.start()
-    flood, other = await Hostile.open(), await Hostile.open()
+    flood, other = await Hostile.open(honest=True), await Hostile.open()
     try:
+        await proven(flood, node)
         data = os.urandom(7000)
         sent = 2 * PER_SOURCE_BYTES // len(data)  # twice what one source may hold
         for i in range(sent):
@@ -171,8 +184,9 @@ async def test_fragments_before_authentication_are_capped_per_source() -> None:
 async def test_one_address_holds_one_contact_and_a_host_a_bounded_number() -> None:
     node = DhtNode(fast_settings(dht_max_peers_per_host=4), host="127.0.0.1", port=0)
     await node.start()
-    peers = [await Hostile.open() for _ in range(12)]
+    peers = [await Hostile.open(honest=True) for _ in range(12)]
     try:
+        await proven(peers[0], node)
         for i in range(300):  # one address, random ids
             peers[0].send(request("ping", os.urandom(20)), node.address)
             if i % 20 == 0:
@@ -314,8 +328,9 @@ async def test_refused_messages_are_counted_and_their_log_lines_limited(
     node = DhtNode(fast_settings(), "bob", host="127.0.0.1", port=0)
     Channel(node, Identity.generate())
     await node.start()
-    peer = await Hostile.open()
+    peer = await Hostile.open(honest=True)
     try:
+        await proven(peer, node)
         before = count(DHT_REJECTED_DATAGRAMS, "app_refused")
         for i in range(200):
             box = b"\x00" + os.urandom(120)  # a whole message whose seal does not open
@@ -357,3 +372,29 @@ async def test_answers_to_unproven_addresses_are_at_most_three_times_the_request
         honest.close()
         await node.stop()
 
+
+
+# --- all items: a flood from one address is refused before it is parsed ---
+
+
+async def test_an_unproven_flooding_address_is_dropped_before_parsing() -> None:
+    node = DhtNode(fast_settings(), host="127.0.0.1", port=0)
+    await node.start()
+    flood, peer = await Hostile.open(), await Hostile.open(honest=True)
+    try:
+        await proven(peer, node)
+        before = count(DHT_REJECTED_DATAGRAMS, "rate_limited")
+        for i in range(1000):
+            flood.send(request("find_node", flood.node_id, os.urandom(20)), node.address)
+            if i % 20 == 0:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.2)
+        limited = count(DHT_REJECTED_DATAGRAMS, "rate_limited") - before
+        assert len(flood.answers) + limited == 1000
+        assert 500 < limited < 1000
+        peer.send(request("ping", peer.node_id), node.address)  # a proven peer still served
+        await settle(lambda: len(peer.answers) == 1)
+    finally:
+        flood.close()
+        peer.close()
+        await node.stop()

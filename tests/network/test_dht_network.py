@@ -30,6 +30,7 @@ REASONS = (
     "unknown_app_rpc",
     "bad_args",
     "unexpected_response",
+    "rate_limited",  # one address past its token bucket: dropped before parsing
 )
 
 

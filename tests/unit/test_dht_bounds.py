@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cqkd.dht.ratelimit import TokenBuckets
 from cqkd.dht.storage import ENTRY_OVERHEAD, BoundedStorage, value_bytes
 from cqkd.qkd.fragments import FragmentRefused, Reassembler
 
@@ -62,3 +63,13 @@ def test_reassembly_is_bounded_by_memory_cost_and_expires_in_order() -> None:
     for bad in (fragment(b"n" * 8, 2, 2, data), fragment(b"n" * 8, 0, 1, data), b"\x01" * 13):
         with pytest.raises(FragmentRefused):
             parts.add(A, bad)
+
+
+def test_token_buckets_refill_at_their_rate_and_forget_the_oldest_key() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=10, burst=5, max_keys=2, clock=clock)
+    assert [buckets.allow(A) for _ in range(6)] == [True] * 5 + [False]
+    clock.now = 0.25  # 2.5 tokens back
+    assert [buckets.allow(A) for _ in range(3)] == [True, True, False]
+    assert buckets.allow(B) and buckets.allow(("10.0.0.3", 1))  # A is forgotten: full again
+    assert all(buckets.allow(A) for _ in range(5))

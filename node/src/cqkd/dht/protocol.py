@@ -16,6 +16,8 @@
   two addresses is a clash, logged and refused. Answers to an address that has not yet
   answered one of our requests are at most AMPLIFICATION_FACTOR times the request; the
   first such request sends it a ping, whose answer proves the address.
+- Each source address has a token bucket, checked before any parsing: a flood the node
+  cannot parse would otherwise fill the socket buffer and drop its peers' answers too.
 - No datagram over MAX_DATAGRAM_BYTES is sent: find_node answers are cut to fit, values are
   refused at `set` when their STORE would not fit.
 - Round-trip times feed an RFC 6298 style estimate, `round_timeout`, after which a lookup
@@ -41,6 +43,7 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 
 from cqkd.dht.crawling import FastRoutingTable
+from cqkd.dht.ratelimit import TokenBuckets
 from cqkd.dht.storage import BoundedStorage
 from cqkd.dht.table import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET, subnet
 from cqkd.logs import LimitedEvents
@@ -67,6 +70,12 @@ AMPLIFICATION_FACTOR = 3
 PROVEN_ADDRESSES = 4096  # addresses remembered as proven, least recently used dropped
 MAX_VERIFICATIONS = 256  # address-proving pings in flight at once
 VERIFY_RETRY_SECONDS = 30.0
+# Datagrams per second (and burst) parsed from one address that has not proven itself, from
+# one that has, and from all unproven ones together; the rest are dropped before parsing.
+# A proven peer's bursts (pushes of a session chunk) stay far below its limit.
+UNPROVEN_RATE, UNPROVEN_BURST = 100.0, 200.0
+PROVEN_RATE, PROVEN_BURST = 2000.0, 4000.0
+ALL_UNPROVEN_RATE = 5000.0
 RCVBUF_BYTES = 4 * 1024 * 1024
 LOAD_WINDOW_SECONDS = 60.0
 MIN_ROUND_TIMEOUT = 0.05
@@ -143,6 +152,9 @@ class CqkdProtocol(KademliaProtocol):
         self._verify_tried: OrderedDict[Address, float] = OrderedDict()
         self._verifying: dict[Address, list[Callable[[bytes | None], None]]] = {}
         self._log = LimitedEvents(log)
+        self._unproven_limit = TokenBuckets(UNPROVEN_RATE, UNPROVEN_BURST, PROVEN_ADDRESSES)
+        self._proven_limit = TokenBuckets(PROVEN_RATE, PROVEN_BURST, PROVEN_ADDRESSES)
+        self._all_unproven = TokenBuckets(ALL_UNPROVEN_RATE, ALL_UNPROVEN_RATE, 1)
         self.router = FastRoutingTable(self, ksize, source_node)
         self.rpc_timeout = rpc_timeout
         self.dead_peer_ttl = dead_peer_ttl
@@ -205,6 +217,11 @@ class CqkdProtocol(KademliaProtocol):
             return "too_short"
         if len(data) > MAX_DATAGRAM_BYTES:
             return "too_large"
+        if addr in self._proven:
+            if not self._proven_limit.allow(addr):
+                return "rate_limited"
+        elif not (self._unproven_limit.allow(addr) and self._all_unproven.allow(None)):
+            return "rate_limited"
         kind = data[0]
         if kind not in (REQUEST, RESPONSE):
             return "bad_kind"
@@ -249,6 +266,10 @@ class CqkdProtocol(KademliaProtocol):
         return None
 
     # --- proving addresses ---
+
+    def is_proven(self, address: Address) -> bool:
+        """Whether `address` answered one of our requests (recently enough to remember)."""
+        return address in self._proven
 
     def _prove(self, address: Address) -> None:
         self._proven[address] = None

@@ -87,15 +87,34 @@ def datagram(kind: str) -> bytes:
 
 
 class Flood(threading.Thread):
-    """Send the four kinds, paced evenly over `seconds`, to every target."""
+    """Send the four kinds, paced evenly over `seconds`, to every target.
+
+    Each kind's socket answers the targets' pings, so its address is proven: the targets
+    then parse its datagrams (up to the proven rate limit) and the bounds on storage,
+    fragments and the routing table are what holds them, not only the unproven rate limit.
+    """
 
     def __init__(self, targets: list[tuple[str, int]], seconds: float, per_kind: int) -> None:
         super().__init__(daemon=True)
         self.targets, self.seconds, self.per_kind = targets, seconds, per_kind
         self.sent = {kind: 0 for kind in KINDS}  # per target
         self.sockets = {kind: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for kind in KINDS}
+        self.node_id = os.urandom(20)
         for sock in self.sockets.values():
             sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.5)
+            threading.Thread(target=self._answer_pings, args=(sock,), daemon=True).start()
+
+    def _answer_pings(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data, addr = sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            if data[:1] == b"\x00" and msgpack.unpackb(data[21:])[0] == "ping":
+                sock.sendto(b"\x01" + data[1:21] + msgpack.packb(self.node_id), addr)
 
     def run(self) -> None:
         began = time.monotonic()

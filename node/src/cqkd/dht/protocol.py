@@ -74,7 +74,7 @@ VERIFY_RETRY_SECONDS = 30.0
 # one that has, and from all unproven ones together; the rest are dropped before parsing.
 # A proven peer's bursts (pushes of a session chunk) stay far below its limit.
 UNPROVEN_RATE, UNPROVEN_BURST = 100.0, 200.0
-PROVEN_RATE, PROVEN_BURST = 2000.0, 4000.0
+PROVEN_RATE, PROVEN_BURST = 1000.0, 2000.0
 ALL_UNPROVEN_RATE = 5000.0
 RCVBUF_BYTES = 4 * 1024 * 1024
 LOAD_WINDOW_SECONDS = 60.0

@@ -73,3 +73,5 @@ def test_token_buckets_refill_at_their_rate_and_forget_the_oldest_key() -> None:
     assert [buckets.allow(A) for _ in range(3)] == [True, True, False]
     assert buckets.allow(B) and buckets.allow(("10.0.0.3", 1))  # A is forgotten: full again
     assert all(buckets.allow(A) for _ in range(5))
+    buckets.forget(A)  # then other figures: a full bucket of 8
+    assert sum(buckets.allow(A, rate=10, burst=8) for _ in range(10)) == 8

@@ -152,8 +152,7 @@ class CqkdProtocol(KademliaProtocol):
         self._verify_tried: OrderedDict[Address, float] = OrderedDict()
         self._verifying: dict[Address, list[Callable[[bytes | None], None]]] = {}
         self._log = LimitedEvents(log)
-        self._unproven_limit = TokenBuckets(UNPROVEN_RATE, UNPROVEN_BURST, PROVEN_ADDRESSES)
-        self._proven_limit = TokenBuckets(PROVEN_RATE, PROVEN_BURST, PROVEN_ADDRESSES)
+        self._limits = TokenBuckets(UNPROVEN_RATE, UNPROVEN_BURST, PROVEN_ADDRESSES)
         self._all_unproven = TokenBuckets(ALL_UNPROVEN_RATE, ALL_UNPROVEN_RATE, 1)
         self.router = FastRoutingTable(self, ksize, source_node)
         self.rpc_timeout = rpc_timeout
@@ -218,9 +217,9 @@ class CqkdProtocol(KademliaProtocol):
         if len(data) > MAX_DATAGRAM_BYTES:
             return "too_large"
         if addr in self._proven:
-            if not self._proven_limit.allow(addr):
+            if not self._limits.allow(addr, PROVEN_RATE, PROVEN_BURST):
                 return "rate_limited"
-        elif not (self._unproven_limit.allow(addr) and self._all_unproven.allow(None)):
+        elif not (self._limits.allow(addr) and self._all_unproven.allow(None)):
             return "rate_limited"
         kind = data[0]
         if kind not in (REQUEST, RESPONSE):
@@ -272,6 +271,8 @@ class CqkdProtocol(KademliaProtocol):
         return address in self._proven
 
     def _prove(self, address: Address) -> None:
+        if address not in self._proven:
+            self._limits.forget(address)  # from now on the proven rate and burst apply
         self._proven[address] = None
         self._proven.move_to_end(address)
         if len(self._proven) > PROVEN_ADDRESSES:

@@ -16,7 +16,11 @@ from collections.abc import Callable, Hashable
 
 
 class TokenBuckets:
-    """`rate` tokens per second up to `burst` per key; `allow(key)` spends one."""
+    """`rate` tokens per second up to `burst` per key; `allow(key)` spends one.
+
+    `allow(key, rate, burst)` uses other figures for that call (an address that has proven
+    itself gets more), so one table serves every kind of key.
+    """
 
     def __init__(
         self,
@@ -29,16 +33,22 @@ class TokenBuckets:
         self._clock = clock
         self._buckets: OrderedDict[Hashable, list[float]] = OrderedDict()  # [tokens, time]
 
-    def allow(self, key: Hashable) -> bool:
+    def forget(self, key: Hashable) -> None:
+        """Drop the key's bucket: its next `allow` starts full (at that call's burst)."""
+        self._buckets.pop(key, None)
+
+    def allow(self, key: Hashable, rate: float | None = None, burst: float | None = None) -> bool:
+        rate = self.rate if rate is None else rate
+        burst = self.burst if burst is None else burst
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = [self.burst, now]
+            bucket = self._buckets[key] = [burst, now]
             if len(self._buckets) > self.max_keys:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(key)
-            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[0] = min(burst, bucket[0] + (now - bucket[1]) * rate)
             bucket[1] = now
         if bucket[0] < 1:
             return False

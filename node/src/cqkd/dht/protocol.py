@@ -273,6 +273,7 @@ class CqkdProtocol(KademliaProtocol):
     def _prove(self, address: Address) -> None:
         if address not in self._proven:
             self._limits.forget(address)  # from now on the proven rate and burst apply
+            self._verify_tried.pop(address, None)
         self._proven[address] = None
         self._proven.move_to_end(address)
         if len(self._proven) > PROVEN_ADDRESSES:

@@ -30,6 +30,7 @@ REASONS = (
     "unknown_app_rpc",
     "bad_args",
     "unexpected_response",
+    "rate_limited",  # one address past its token bucket: dropped before parsing
 )
 
 
@@ -163,7 +164,8 @@ async def test_a_burst_of_requests_is_answered_in_full() -> None:
 
         class Collect(asyncio.DatagramProtocol):
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                answers.append(data[1:21])
+                if data[0] == 1:  # answers; the target also pings us to prove our address
+                    answers.append(data[1:21])
 
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(Collect, local_addr=("127.0.0.1", 0))

@@ -151,7 +151,8 @@ async def serve(settings: Settings, role: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop)
 
-    node = DhtNode(settings, role)
+    # The CQKD protocol never uses DHT storage on workers: they refuse STORE (issue 11).
+    node = DhtNode(settings, role, accept_store=role != "worker")
     joined = False
     # Workers play the protocol's roles; bootstraps only answer discovery's hello.
     if role == "worker":

@@ -44,3 +44,32 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
     """Log event `name` with `fields` (no secrets: ids, counts, addresses, durations)."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"fields": fields})
+
+
+class LimitedEvents:
+    """`event()` at most `burst` times per event name in each `interval` seconds.
+
+    A flood of bad datagrams once wrote 38,000 WARNING lines (6.8 MB) from one node. Lines
+    past the limit are dropped (the metrics still count every datagram); the first line of
+    the next interval carries `suppressed`, how many were dropped in between.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0, burst: int = 5) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.burst = burst
+        self._windows: dict[str, list[float]] = {}  # name -> [window start, lines, suppressed]
+
+    def __call__(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
+        now = time.monotonic()
+        window = self._windows.get(name)
+        if window is None or now - window[0] >= self.interval:
+            suppressed = int(window[2]) if window is not None else 0
+            window = self._windows[name] = [now, 0, 0]
+            if suppressed:
+                fields["suppressed"] = suppressed
+        if window[1] >= self.burst:
+            window[2] += 1
+            return
+        window[1] += 1
+        event(self.logger, name, level, **fields)

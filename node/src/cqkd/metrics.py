@@ -65,6 +65,16 @@ DHT_REJECTED_DATAGRAMS = Counter(
     "Datagrams dropped by validation, by reason.",
     ["reason"],
 )
+DHT_STORE_REFUSED = Counter(
+    "cqkd_dht_store_refused_total",
+    "STORE RPCs refused: storage unused on this node, or a bound reached, by reason.",
+    ["reason"],
+)
+DHT_CONTACTS_REFUSED = Counter(
+    "cqkd_dht_contacts_refused_total",
+    "Peers kept out of the routing table (address, IP or subnet limit, id clash), by reason.",
+    ["reason"],
+)
 
 # --- CQKD protocol ---
 SESSION_DURATION = Histogram(

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cqkd.dht.bootstrap import Strategy
+from cqkd.dht.table import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET
 
 Address = tuple[str, int]
 _NODE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -27,10 +28,14 @@ class LogLevel(StrEnum):
 
 
 def parse_address(text: str) -> Address:
+    """`host:port` with an IPv4 address or a host name; IPv6 is refused (issue 11: the DHT
+    runs over IPv4 only, and a bracketed address used to parse, then never resolve)."""
     host, sep, port = text.strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text.strip()!r} is not host:port")
-    return host.strip("[]"), int(port)
+    if ":" in host or "[" in host:
+        raise ValueError(f"{text.strip()!r}: IPv6 addresses are not supported")
+    return host, int(port)
 
 
 class AllocationMode(StrEnum):
@@ -48,7 +53,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     # --- DHT layer ---
-    dht_host: str = Field("0.0.0.0", description="an IP address to bind")
+    dht_host: str = Field("0.0.0.0", description="an IPv4 address to bind (no IPv6)")
     dht_port: int = Field(5678, ge=0, le=65535, description="a port 0..65535 (0: any)")
     http_port: int | None = Field(
         None, ge=0, le=65535, description="a port 0..65535; default: DHT_PORT"
@@ -71,6 +76,15 @@ class Settings(BaseSettings):
         50, ge=1, le=100_000, description="an integer 1..100000"
     )
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
+    # Routing-table admission (issue 11, dht/table.py).
+    dht_max_peers_per_host: int = Field(
+        MAX_PEERS_PER_HOST, ge=1, le=100_000,
+        description="routing-table contacts per IP address, 1..100000",
+    )
+    dht_max_peers_per_subnet: int = Field(
+        MAX_PEERS_PER_SUBNET, ge=1, le=100_000,
+        description="routing-table contacts per /24 (IPv4), 1..100000",
+    )
 
     # --- Alice and Bob: control API and ETSI 014 (issue 3) ---
     etsi_port: int | None = Field(
@@ -193,6 +207,15 @@ class Settings(BaseSettings):
             ipaddress.ip_address(value)
         except ValueError:
             raise ValueError("not an IP address") from None
+        return value
+
+    @field_validator("dht_host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError("not an IPv4 address (no IPv6, no host names)") from None
         return value
 
     @field_validator("node_id")

@@ -18,6 +18,8 @@ from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
 from kademlia.node import Node, NodeHeap
 from kademlia.routing import RoutingTable
 
+from cqkd.dht.table import AddressIndex, IndexedBucket
+
 
 class IndexedNodeHeap(NodeHeap):  # type: ignore[misc]
     """NodeHeap with a set of every id ever pushed: O(1) membership.
@@ -127,7 +129,8 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
             self.protocol.spawn(self.protocol.call_ping(head))
 
     def flush(self) -> None:
-        super().flush()
+        self.index = AddressIndex()
+        self.buckets = [IndexedBucket(0, 2**160, self.ksize, self.index)]
         self._head_pings: dict[bytes, float] = {}
         self._removed: dict[bytes, float] = {}  # insertion order is time order
 
@@ -143,6 +146,11 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
         for old_id, _ in list(expired):
             del self._removed[old_id]
         super().remove_contact(node)
+
+    def contact(self, node_id: bytes) -> Node | None:
+        """The contact the table holds under `node_id`, if any."""
+        probe = Node(node_id)
+        return self.buckets[self.get_bucket_for(probe)].nodes.get(node_id)
 
     def recently_removed(self, node_id: bytes) -> bool:
         """Whether this peer was evicted less than REJOIN_GRACE seconds ago."""

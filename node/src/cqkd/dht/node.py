@@ -21,7 +21,10 @@ raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
 
 Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
 `Peer(node_id, host, port)`; `await discover(extra_lookups)` adds the results of lookups of
-random ids. `await get(key)` / `await set(key, value)` are plain Kademlia storage.
+random ids. `await get(key)` / `await set(key, value)` are plain Kademlia storage, bounded
+(storage.py); `set` raises ValueError for a value whose msgpack form is over
+MAX_VALUE_BYTES, before anything is stored or sent. A node made with `accept_store=False`
+(`cqkd worker`: the CQKD protocol never stores on workers) drops every STORE it receives.
 """
 
 from __future__ import annotations
@@ -53,11 +56,13 @@ from cqkd.dht.protocol import (
     APP_OK,
     MAX_APP_NAME_BYTES,
     MAX_PAYLOAD_BYTES,
+    MAX_VALUE_BYTES,
     RCVBUF_BYTES,
     Address,
     AppHandler,
     CqkdProtocol,
 )
+from cqkd.dht.storage import BoundedStorage, value_bytes
 from cqkd.logs import event
 from cqkd.metrics import (
     DHT_DISCOVERY_DURATION,
@@ -94,10 +99,14 @@ class _Server(Server):  # type: ignore[misc]
         params: KademliaParams,
         settings: Settings,
         app_handlers: dict[str, AppHandler],
+        accept_store: bool = True,
     ) -> None:
         super().__init__(ksize=params.k, alpha=params.alpha, node_id=node_id)
+        # Set here: kademlia's `storage or ForgetfulStorage()` takes an empty one for none.
+        self.storage = BoundedStorage(max_value_bytes=MAX_VALUE_BYTES)
         self._settings = settings
         self._app_handlers = app_handlers
+        self._accept_store = accept_store
 
     def _create_protocol(self) -> CqkdProtocol:
         return CqkdProtocol(
@@ -107,6 +116,9 @@ class _Server(Server):  # type: ignore[misc]
             rpc_timeout=self._settings.rpc_timeout,
             dead_peer_ttl=self._settings.dead_peer_ttl,
             app_handlers=self._app_handlers,
+            accept_store=self._accept_store,
+            max_peers_per_host=self._settings.dht_max_peers_per_host,
+            max_peers_per_subnet=self._settings.dht_max_peers_per_subnet,
         )
 
     async def listen(self, port: int, interface: str = "0.0.0.0") -> None:
@@ -145,6 +157,9 @@ class _Server(Server):  # type: ignore[misc]
         return await spider.find()
 
     async def set_digest(self, dkey: bytes, value: Any) -> bool:
+        size = value_bytes(value)
+        if size > MAX_VALUE_BYTES:
+            raise ValueError(f"value is {size} bytes, over the {MAX_VALUE_BYTES} limit")
         node = Node(dkey)
         nearest = self.protocol.router.find_neighbors(node)
         if not nearest:
@@ -159,9 +174,9 @@ class _Server(Server):  # type: ignore[misc]
         # succeeded; the others finish in the background.
         stores = [self.protocol.spawn(self.protocol.call_store(n, dkey, value)) for n in nodes]
         done, pending = await asyncio.wait(stores, timeout=self.protocol.round_timeout)
-        if not any(task.result()[0] for task in done) and pending:
+        if not any(task.result() == (True, True) for task in done) and pending:
             await asyncio.wait(pending)
-        return any(task.result()[0] for task in stores if task.done())
+        return any(task.result() == (True, True) for task in stores if task.done())
 
 
 class DhtNode:
@@ -174,6 +189,7 @@ class DhtNode:
         port: int | None = None,
         selector: BootstrapSelector | None = None,
         maintenance: bool = True,
+        accept_store: bool = True,
     ) -> None:
         self.settings = settings
         self.role = role
@@ -184,7 +200,7 @@ class DhtNode:
         self._app_handlers: dict[str, AppHandler] = {}
         node_id = settings.node_id_bytes or os.urandom(20)
         self.params = self._resolve(settings.worker_count)
-        self._server = _Server(node_id, self.params, settings, self._app_handlers)
+        self._server = _Server(node_id, self.params, settings, self._app_handlers, accept_store)
         self._bootstrap: list[tuple[str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = 0.0

@@ -9,6 +9,17 @@
 - Dead peers: the first RPC timeout evicts a peer from the routing table and remembers its
   address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. A request or
   even a late answer from that address revives it.
+- Admission (issue 11): a node that does not use DHT storage (a worker) drops STORE; others
+  keep values in a BoundedStorage (storage.py). One address holds one id in the routing
+  table, and hosts and subnets a bounded number (table.py); a new id at a known address is
+  taken only after the address answers a ping with it (a restarted node), and an id seen at
+  two addresses is a clash, logged and refused. Answers to an address that has not yet
+  answered one of our requests are at most AMPLIFICATION_FACTOR times the request; the
+  first such request sends it a ping, whose answer proves the address.
+- Each source address has a token bucket, checked before any parsing: a flood the node
+  cannot parse would otherwise fill the socket buffer and drop its peers' answers too.
+- No datagram over MAX_DATAGRAM_BYTES is sent: find_node answers are cut to fit, values are
+  refused at `set` when their STORE would not fit.
 - Round-trip times feed an RFC 6298 style estimate, `round_timeout`, after which a lookup
   round moves on without its silent peers (see crawling.py).
 - Extra RPCs: `load` (joins seen recently, routing table size) and `app` (application
@@ -22,7 +33,7 @@ import logging
 import os
 import socket
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,8 +43,11 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 
 from cqkd.dht.crawling import FastRoutingTable
-from cqkd.logs import event
-from cqkd.metrics import DHT_REJECTED_DATAGRAMS
+from cqkd.dht.ratelimit import TokenBuckets
+from cqkd.dht.storage import BoundedStorage
+from cqkd.dht.table import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET, subnet
+from cqkd.logs import LimitedEvents
+from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,20 @@ MAX_DATAGRAM_BYTES = HEADER_BYTES + MAX_RPC_BYTES
 MAX_APP_NAME_BYTES = 64
 # Worst-case msgpack framing of ["app", [nodeid, name, payload]]: 1 + 4 + 1 + 22 + 66 + 5.
 MAX_PAYLOAD_BYTES = MAX_RPC_BYTES - 128
+# Worst-case msgpack framing of ["store", [nodeid, key, value]]: 1 + 6 + 1 + 22 + 22.
+MAX_VALUE_BYTES = MAX_RPC_BYTES - 64
+# RFC 9000 (QUIC) section 8.1: at most three times the bytes received to an address that
+# has not been validated, so a forged source address cannot turn us into an amplifier.
+AMPLIFICATION_FACTOR = 3
+PROVEN_ADDRESSES = 4096  # addresses remembered as proven, least recently used dropped
+MAX_VERIFICATIONS = 256  # address-proving pings in flight at once
+VERIFY_RETRY_SECONDS = 30.0
+# Datagrams per second (and burst) parsed from one address that has not proven itself, from
+# one that has, and from all unproven ones together; the rest are dropped before parsing.
+# A proven peer's bursts (pushes of a session chunk) stay far below its limit.
+UNPROVEN_RATE, UNPROVEN_BURST = 100.0, 200.0
+PROVEN_RATE, PROVEN_BURST = 1000.0, 2000.0
+ALL_UNPROVEN_RATE = 5000.0
 RCVBUF_BYTES = 4 * 1024 * 1024
 LOAD_WINDOW_SECONDS = 60.0
 MIN_ROUND_TIMEOUT = 0.05
@@ -112,8 +140,20 @@ class CqkdProtocol(KademliaProtocol):
         rpc_timeout: float,
         dead_peer_ttl: float,
         app_handlers: dict[str, AppHandler],
+        accept_store: bool = True,
+        max_peers_per_host: int = MAX_PEERS_PER_HOST,
+        max_peers_per_subnet: int = MAX_PEERS_PER_SUBNET,
     ) -> None:
         super().__init__(source_node, storage, ksize)
+        self.accept_store = accept_store
+        self.max_peers_per_host = max_peers_per_host
+        self.max_peers_per_subnet = max_peers_per_subnet
+        self._proven: OrderedDict[Address, None] = OrderedDict()
+        self._verify_tried: OrderedDict[Address, float] = OrderedDict()
+        self._verifying: dict[Address, list[Callable[[bytes | None], None]]] = {}
+        self._log = LimitedEvents(log)
+        self._limits = TokenBuckets(UNPROVEN_RATE, UNPROVEN_BURST, PROVEN_ADDRESSES)
+        self._all_unproven = TokenBuckets(ALL_UNPROVEN_RATE, ALL_UNPROVEN_RATE, 1)
         self.router = FastRoutingTable(self, ksize, source_node)
         self.rpc_timeout = rpc_timeout
         self.dead_peer_ttl = dead_peer_ttl
@@ -153,7 +193,7 @@ class CqkdProtocol(KademliaProtocol):
             except Exception as exc:
                 # An exception escaping here makes asyncio close the socket: the node would
                 # go deaf while its HTTP side still looks healthy. Count it and go on.
-                event(log, "datagram_handler_failed", logging.ERROR, error=type(exc).__name__)
+                self._log("datagram_handler_failed", logging.ERROR, error=type(exc).__name__)
                 reason = "handler_error"
             if reason is not None:
                 _reject(reason)
@@ -176,6 +216,11 @@ class CqkdProtocol(KademliaProtocol):
             return "too_short"
         if len(data) > MAX_DATAGRAM_BYTES:
             return "too_large"
+        if addr in self._proven:
+            if not self._limits.allow(addr, PROVEN_RATE, PROVEN_BURST):
+                return "rate_limited"
+        elif not (self._limits.allow(addr) and self._all_unproven.allow(None)):
+            return "rate_limited"
         kind = data[0]
         if kind not in (REQUEST, RESPONSE):
             return "bad_kind"
@@ -194,7 +239,17 @@ class CqkdProtocol(KademliaProtocol):
             return "unknown_rpc"
         if not _args_valid(args, signature):
             return "bad_args"
+        if name == "store" and not self.accept_store:
+            DHT_STORE_REFUSED.labels(reason="unused").inc()
+            return "store_refused"
+        if msg_id in self._pending and name == "ping":
+            # Our own ping come back (a bootstrap list that names this node): not a clash.
+            self._send(RESPONSE, msg_id, self.source_node.id, addr)
+            return None
         self._dead.pop(addr, None)
+        proven = addr in self._proven
+        if not proven:
+            self._verify(addr)
         if name == "app":
             if args[1] not in self.app_handlers:
                 return "unknown_app_rpc"
@@ -203,8 +258,56 @@ class CqkdProtocol(KademliaProtocol):
             self.spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
             return None
         response = self._handlers[name](addr, *args)
+        if name in ("find_node", "find_value"):
+            limit = MAX_RPC_BYTES if proven else AMPLIFICATION_FACTOR * len(data) - HEADER_BYTES
+            response = _fit(response, min(limit, MAX_RPC_BYTES))
         self._send(RESPONSE, msg_id, response, addr)
         return None
+
+    # --- proving addresses ---
+
+    def is_proven(self, address: Address) -> bool:
+        """Whether `address` answered one of our requests (recently enough to remember)."""
+        return address in self._proven
+
+    def _prove(self, address: Address) -> None:
+        if address not in self._proven:
+            self._limits.forget(address)  # from now on the proven rate and burst apply
+            self._verify_tried.pop(address, None)
+        self._proven[address] = None
+        self._proven.move_to_end(address)
+        if len(self._proven) > PROVEN_ADDRESSES:
+            self._proven.popitem(last=False)
+
+    def _verify(self, address: Address, then: Callable[[bytes | None], None] | None = None) -> None:
+        """Ping `address`; its answer proves it (and `then` gets the id it answers with, or
+        None). One ping per address at a time, at most MAX_VERIFICATIONS in flight, and an
+        address that did not answer is not pinged again (without `then`) for a while."""
+        waiting = self._verifying.get(address)
+        if waiting is not None:
+            if then is not None and len(waiting) < 4:
+                waiting.append(then)
+            return
+        now = time.monotonic()
+        tried = self._verify_tried.get(address)
+        if len(self._verifying) >= MAX_VERIFICATIONS or (
+            then is None and tried is not None and now - tried < VERIFY_RETRY_SECONDS
+        ):
+            return
+        self._verify_tried[address] = now
+        self._verify_tried.move_to_end(address)
+        if len(self._verify_tried) > PROVEN_ADDRESSES:
+            self._verify_tried.popitem(last=False)
+        self._verifying[address] = [then] if then is not None else []
+        future = self.request(address, "ping", self.source_node.id, probe=True)
+
+        def answered(done: asyncio.Future[tuple[bool, Any]]) -> None:
+            ok, node_id = done.result()
+            found = bytes(node_id) if ok and _is_node_id(node_id) else None
+            for callback in self._verifying.pop(address, []):
+                callback(found)
+
+        future.add_done_callback(answered)
 
     def _accept_response_checked(self, msg_id: bytes, body: Any, addr: Address) -> str | None:
         pending = self._pending.get(msg_id)
@@ -215,21 +318,35 @@ class CqkdProtocol(KademliaProtocol):
         future, timer, _, sent_at = pending
         timer.cancel()
         self._dead.pop(addr, None)
+        self._prove(addr)  # it received our random message id
         self._observe_rtt(time.monotonic() - sent_at)
         if not future.done():
             future.set_result((True, body))
         return None
 
     def _send(self, kind: int, msg_id: bytes, body: Any, addr: Address) -> None:
+        datagram = bytes((kind,)) + msg_id + msgpack.packb(body)
+        if len(datagram) > MAX_DATAGRAM_BYTES:
+            # The receiver would drop it, and then take us for dead: send nothing instead.
+            _reject("answer_too_large")
+            self._log("answer_too_large", logging.WARNING, size=len(datagram))
+            return
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(bytes((kind,)) + msg_id + msgpack.packb(body), addr)
+            self.transport.sendto(datagram, addr)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """Run `coro` as a task held until done and cancelled when the socket closes."""
+        """Run `coro` as a task held until done and cancelled when the socket closes.
+
+        An exception it ends with is logged (rate-limited), never left unretrieved."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._log("background_task_failed", logging.ERROR, error=type(exc).__name__)
 
     # --- outgoing requests ---
 
@@ -253,8 +370,13 @@ class CqkdProtocol(KademliaProtocol):
             return False
         return True
 
-    def request(self, address: Address, name: str, *args: Any) -> asyncio.Future[tuple[bool, Any]]:
-        """Send RPC `name`; the future yields (answered, result), (False, None) on timeout."""
+    def request(
+        self, address: Address, name: str, *args: Any, probe: bool = False
+    ) -> asyncio.Future[tuple[bool, Any]]:
+        """Send RPC `name`; the future yields (answered, result), (False, None) on timeout.
+
+        A `probe` (an address-proving ping) that times out does not mark the peer dead.
+        Raises ValueError for a request over MAX_RPC_BYTES (nothing is sent)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
         if self.is_dead(address) or self.transport is None or self.transport.is_closing():
@@ -264,14 +386,14 @@ class CqkdProtocol(KademliaProtocol):
         if len(body) > MAX_RPC_BYTES:
             raise ValueError(f"RPC {name} is {len(body)} bytes, over the {MAX_RPC_BYTES} limit")
         msg_id = os.urandom(MSG_ID_BYTES)
-        timer = loop.call_later(self.rpc_timeout, self._on_timeout, msg_id)
+        timer = loop.call_later(self.rpc_timeout, self._on_timeout, msg_id, probe)
         self._pending[msg_id] = (future, timer, address, time.monotonic())
         self.transport.sendto(bytes((REQUEST,)) + msg_id + body, address)
         return future
 
-    def _on_timeout(self, msg_id: bytes) -> None:
+    def _on_timeout(self, msg_id: bytes, probe: bool = False) -> None:
         future, _, address, _ = self._pending.pop(msg_id)
-        if self.dead_peer_ttl > 0:
+        if self.dead_peer_ttl > 0 and not probe:
             self._dead[address] = time.monotonic() + self.dead_peer_ttl
         if not future.done():
             future.set_result((False, None))
@@ -301,14 +423,20 @@ class CqkdProtocol(KademliaProtocol):
         return self.handle_call_response(self._checked(result, valid), node_to_ask)
 
     async def call_ping(self, node_to_ask: Node) -> tuple[bool, Any]:
+        """Ping a contact; an answer with another id (a node restarted at its address)
+        counts as no answer, so the stale contact is evicted."""
         address = (node_to_ask.ip, node_to_ask.port)
         result = await self.request(address, "ping", self.source_node.id)
-        return self.handle_call_response(self._checked(result, _is_node_id), node_to_ask)
+        if result[0] and result[1] != node_to_ask.id:
+            _reject("wrong_id")
+            result = (False, None)
+        return self.handle_call_response(result, node_to_ask)
 
     async def call_store(self, node_to_ask: Node, key: bytes, value: Any) -> tuple[bool, Any]:
+        """(True, True) stored, (True, False) refused by a bound, (False, None) no answer."""
         address = (node_to_ask.ip, node_to_ask.port)
         result = await self.request(address, "store", self.source_node.id, key, value)
-        return self.handle_call_response(self._checked(result, _is_true), node_to_ask)
+        return self.handle_call_response(self._checked(result, _is_bool), node_to_ask)
 
     async def ping_address(self, address: Address) -> bytes | None:
         """Ping an address (a bootstrap); the peer's node id, or None.
@@ -321,7 +449,8 @@ class CqkdProtocol(KademliaProtocol):
         )
         if not answered:
             return None
-        self.welcome_if_new(Node(node_id, address[0], address[1]))
+        if node_id != self.source_node.id:
+            self.welcome_if_new(Node(node_id, address[0], address[1]))
         return node_id
 
     async def query_load(self, address: Address) -> int | None:
@@ -339,7 +468,27 @@ class CqkdProtocol(KademliaProtocol):
         an eviction (mostly a timeout on a loaded host): it had them then. kademlia's own
         version walks the whole storage for every peer a full bucket turns away, which in
         a large network is most peers at every message."""
-        if node.id == self.source_node.id or not self.router.is_new_node(node):
+        address = (node.ip, node.port)
+        if node.id == self.source_node.id:
+            self._refuse("id_clash", "node_id_clash", logging.ERROR, node_id=node.id.hex(),
+                         address=_text(address), held_by="this node")
+            return
+        known = self.router.contact(node.id)
+        if known is not None:
+            if (known.ip, known.port) != address:
+                self._refuse("id_clash", "node_id_clash", logging.ERROR, node_id=node.id.hex(),
+                             address=_text(address), held_by=_text((known.ip, known.port)))
+            return
+        index = self.router.index
+        held = index.by_address.get(address)
+        if held is not None:
+            self._verify(address, lambda found: self._replace(address, held, node, found))
+            return
+        if index.per_host[node.ip] >= self.max_peers_per_host:
+            DHT_CONTACTS_REFUSED.labels(reason="host_limit").inc()
+            return
+        if index.per_subnet[subnet(node.ip)] >= self.max_peers_per_subnet:
+            DHT_CONTACTS_REFUSED.labels(reason="subnet_limit").inc()
             return
         returning = self.router.recently_removed(node.id)
         self.router.add_contact(node)
@@ -350,6 +499,29 @@ class CqkdProtocol(KademliaProtocol):
         while self._recent_joins[0] < now - LOAD_WINDOW_SECONDS:
             self._recent_joins.popleft()
         self._hand_over_keys(node)
+
+    def _refuse(self, reason: str, name: str, level: int, **fields: Any) -> None:
+        DHT_CONTACTS_REFUSED.labels(reason=reason).inc()
+        self._log(name, level, **fields)
+
+    def _replace(self, address: Address, held: bytes, node: Node, found: bytes | None) -> None:
+        """A new id `node.id` came from `address`, where the table holds `held`: the
+        address answered our ping with `found`. Its node restarted with a new id: evict the
+        stale one and take the new. It answered with the old id: the new one is refused."""
+        stale = self.router.contact(held)
+        if stale is None or (stale.ip, stale.port) != address:
+            if found == node.id:  # another answer already replaced it
+                self.welcome_if_new(node)
+            return
+        if found is None or found == node.id:
+            self.router.remove_contact(stale)
+        if found == node.id:
+            self._log("peer_id_changed", logging.WARNING, address=_text(address),
+                      old_id=held.hex(), new_id=node.id.hex())
+            self.welcome_if_new(node)
+        elif found is not None:
+            self._refuse("address_taken", "peer_id_refused", logging.INFO,
+                         address=_text(address), node_id=node.id.hex(), held_by=found.hex())
 
     def _hand_over_keys(self, node: Node) -> None:
         """Section 2.5 of the paper: store on a newcomer each key of ours that it is among
@@ -370,6 +542,14 @@ class CqkdProtocol(KademliaProtocol):
                 and self.source_node.distance_to(target) < neighbors[0].distance_to(target)
             ):
                 self.spawn(self.call_store(node, dkey, value))
+
+    def rpc_store(self, sender: Address, nodeid: bytes, key: bytes, value: Any) -> bool:
+        """Keep a value for a peer, within the storage bounds; False when refused."""
+        self.welcome_if_new(Node(nodeid, sender[0], sender[1]))
+        if isinstance(self.storage, BoundedStorage):
+            return self.storage.put(key, value, sender)
+        self.storage[key] = value
+        return True
 
     def rpc_find_node(
         self, sender: Address, nodeid: bytes, key: bytes
@@ -403,12 +583,14 @@ class CqkdProtocol(KademliaProtocol):
                 raise TypeError(f"handler returned {type(answer).__name__} or too many bytes")
             response: list[Any] = [APP_OK, answer]
         except Exception as exc:
-            event(
-                log,
+            # Refused by the application (a bad box, a bad fragment): counted like the
+            # datagrams the transport refuses, and logged at a bounded rate.
+            _reject("app_refused")
+            self._log(
                 "app_rpc_handler_error",
                 logging.WARNING,
                 rpc=name,
-                peer=f"{sender[0]}:{sender[1]}",
+                peer=_text(sender),
                 error=type(exc).__name__,
             )
             response = [APP_ERROR, type(exc).__name__]
@@ -419,8 +601,27 @@ def _is_node_id(value: Any) -> bool:
     return isinstance(value, bytes) and len(value) == MSG_ID_BYTES
 
 
-def _is_true(value: Any) -> bool:
-    return value is True
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _text(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _fit(answer: Any, limit: int) -> Any:
+    """A find_node/find_value answer cut to at most `limit` bytes of msgpack: the nearest
+    contacts first (the list is sorted by distance); a value too big becomes no contacts."""
+    if len(msgpack.packb(answer)) <= limit:
+        return answer
+    if not isinstance(answer, list):
+        return []
+    total = 5  # the largest msgpack array header
+    for count, entry in enumerate(answer):
+        total += len(msgpack.packb(entry))
+        if total > limit:
+            return answer[:count]
+    return answer
 
 
 def _is_load(value: Any) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from cqkd.logs import event
 from cqkd.metrics import MESSAGES_REFUSED
 from cqkd.qkd import bb84
 from cqkd.qkd.crypto import KEY_BYTES, CryptoFailure, Identity
+from cqkd.qkd.fragments import MAX_MESSAGE_BYTES, Reassembler
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ Message = dict[str, Any]
 _WHOLE, _FRAGMENT = 0, 1
 _FRAGMENT_HEADER = 1 + 8 + 2 + 2
 _FRAGMENT_DATA = MAX_PAYLOAD_BYTES - _FRAGMENT_HEADER
-_MAX_MESSAGE_BYTES = 1 << 20
-_REASSEMBLY_TTL = 30.0
-_REASSEMBLY_LIMIT = 64 << 20
 
 
 class ProtocolError(ValueError):
@@ -132,8 +129,7 @@ class Channel:
         self.ticket = ticket
         self.load = 0
         self._handlers: dict[str, Handler] = {}
-        self._fragments: dict[tuple[Address, bytes], tuple[float, list[bytes | None]]] = {}
-        self._buffered = 0
+        self._fragments = Reassembler(_FRAGMENT_DATA)
         node.register_rpc(RPC_HELLO, self._on_hello)
         node.register_rpc(RPC_MESSAGE, self._on_message)
 
@@ -185,8 +181,8 @@ class Channel:
         return reply
 
     async def _send_fragments(self, address: Address, sealed: bytes) -> bytes | None:
-        if len(sealed) > _MAX_MESSAGE_BYTES:
-            raise ValueError(f"message of {len(sealed)} bytes is over {_MAX_MESSAGE_BYTES}")
+        if len(sealed) > MAX_MESSAGE_BYTES:
+            raise ValueError(f"message of {len(sealed)} bytes is over {MAX_MESSAGE_BYTES}")
         parts = [sealed[i : i + _FRAGMENT_DATA] for i in range(0, len(sealed), _FRAGMENT_DATA)]
         message_id = os.urandom(8)
 
@@ -207,7 +203,7 @@ class Channel:
         if not payload:
             raise ProtocolError("empty message")
         if payload[0] == _FRAGMENT:
-            sealed = self._reassemble(sender, payload)
+            sealed = self._fragments.add(sender, payload)
             if sealed is None:
                 return b""
         elif payload[0] == _WHOLE:
@@ -234,42 +230,6 @@ class Channel:
                   reason=text)
             reply = {"error": text}
         return self.identity.seal(peer_key, msgpack.packb(reply))
-
-    def _reassemble(self, sender: Address, payload: bytes) -> bytes | None:
-        if len(payload) <= _FRAGMENT_HEADER:
-            raise ProtocolError("fragment too short")
-        message_id = payload[1:9]
-        index = int.from_bytes(payload[9:11], "big")
-        count = int.from_bytes(payload[11:13], "big")
-        if not 1 < count <= _MAX_MESSAGE_BYTES // _FRAGMENT_DATA + 1 or index >= count:
-            raise ProtocolError("bad fragment numbering")
-        now = time.monotonic()
-        self._expire_fragments(now)
-        key = (sender, message_id)
-        entry = self._fragments.get(key)
-        if entry is None:
-            entry = self._fragments[key] = (now + _REASSEMBLY_TTL, [None] * count)
-        parts = entry[1]
-        if len(parts) != count:
-            raise ProtocolError("fragment count changed")
-        data = payload[_FRAGMENT_HEADER:]
-        if parts[index] is None:
-            if self._buffered + len(data) > _REASSEMBLY_LIMIT:
-                raise ProtocolError("too many fragments buffered")
-            parts[index] = data
-            self._buffered += len(data)
-        if index != count - 1:
-            return None
-        if any(part is None for part in parts):
-            raise ProtocolError("fragments missing")
-        del self._fragments[key]
-        self._buffered -= sum(len(part) for part in parts if part is not None)
-        return b"".join(part for part in parts if part is not None)
-
-    def _expire_fragments(self, now: float) -> None:
-        for key in [k for k, (expiry, _) in self._fragments.items() if expiry < now]:
-            _, parts = self._fragments.pop(key)
-            self._buffered -= sum(len(part) for part in parts if part is not None)
 
 
 def serve_hello(node: DhtNode) -> Channel:

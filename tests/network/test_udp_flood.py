@@ -193,6 +193,8 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
             capture_output=True, check=True, text=True,
         )
         owners.append(keygen.stdout.strip())
+    subprocess.run([*CQKD, "keygen", "--out", str(tmp_path / "admission.key")],
+                   capture_output=True, check=True)
     (tmp_path / "token").write_text(TOKEN + "\n")
     bootstrap, target = free_port(), free_port()
     dht = {side: free_port() for side in ("alice", "bob")}
@@ -202,6 +204,8 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
         "BOOTSTRAP_NODES": f"127.0.0.1:{bootstrap}",
         "WORKER_COUNT": str(WORKERS),
         "TRUSTED_OWNERS": ",".join(owners),
+        # Alice and Bob admit the workers that hold the deployment's admission key.
+        "ADMISSION_KEY_FILE": str(tmp_path / "admission.key"),
         "LOG_LEVEL": "INFO",
         "RPC_TIMEOUT": "3",  # ten processes and a flood on a small machine
     }

@@ -1,6 +1,7 @@
 """Every Prometheus metric of the system, defined once on the default registry.
 
-Names follow ARCHITECTURE.md "Observability"; labels are bounded (no node or key labels).
+Names follow Prometheus's conventions (a cqkd_ prefix, base units, _total counters);
+labels are bounded (no node or key labels).
 In-process networks (`cqkd local`) share this registry.
 """
 

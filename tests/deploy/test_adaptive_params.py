@@ -54,6 +54,12 @@ def inventory_with_group_vars(tmp_path: Path) -> Path:
 def test_parameters_follow_the_table_after_a_scale_change(
     deployment: Deployment, tmp_path: Path
 ) -> None:
+    # Before: at the shared deployment's scale a worker already uses the table's row for the
+    # size it estimates (bootstrap nodes, Alice and Bob count too).
+    before = node_gauges(7000)
+    assert before["cqkd_dht_network_size_estimate"] >= scale_profile(deployment.scale)["workers"]
+    table = adaptive_params(int(before["cqkd_dht_network_size_estimate"]))
+    assert (before["cqkd_dht_alpha"], before["cqkd_dht_k"]) == (table.alpha, table.k), before
     run = run_playbook(
         "deploy.yml",
         "-i",
@@ -95,6 +101,7 @@ def test_parameters_follow_the_table_after_a_scale_change(
                 profile["alpha"],
                 profile["k"],
             ), (name, gauges)
+        print(f"worker on 7000 before {before}, after {node_gauges(7000)}")
         # Alice and Bob take no inventory pin: all four follow the table.
         for party, port in (("cqkd-alice", 8001), ("cqkd-bob", 8002)):
             env = dict(item.split("=", 1) for item in inspected[party]["Config"]["Env"])

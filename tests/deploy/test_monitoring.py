@@ -15,11 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from cqkd.dht.params import scale_profile
 from deploy_helpers import SCALE, Deployment
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = "http://127.0.0.1:9090"
-PROFILE = yaml.safe_load((REPO / f"ansible/scales/{SCALE}.yml").read_text())
+PROFILE = scale_profile(SCALE)
 # Grafana's variables, as "All" and a rate interval of a few 10 s scrapes would set them.
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
@@ -71,8 +72,8 @@ def recording_rules() -> list[str]:
 @pytest.fixture(scope="module")
 def monitored(deployment: Deployment) -> dict[str, str]:
     """Waits until Prometheus scrapes every node of the deployment; returns instance -> job."""
-    expected = {"bootstrap": PROFILE["cqkd_scale_bootstrap_count"],
-                "worker": PROFILE["cqkd_scale_workers"], "alice": 1, "bob": 1}
+    expected = {"bootstrap": PROFILE["bootstrap_count"],
+                "worker": PROFILE["workers"], "alice": 1, "bob": 1}
     deadline = time.monotonic() + 90
     while True:
         targets = httpx.get(f"{PROMETHEUS}/api/v1/targets", timeout=10).json()["data"]
@@ -89,7 +90,7 @@ def monitored(deployment: Deployment) -> dict[str, str]:
 
 
 def test_every_node_is_an_up_target(monitored):
-    nodes = PROFILE["cqkd_scale_workers"] + PROFILE["cqkd_scale_bootstrap_count"] + 2
+    nodes = PROFILE["workers"] + PROFILE["bootstrap_count"] + 2
     assert len(monitored) == nodes
 
 

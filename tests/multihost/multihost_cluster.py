@@ -16,7 +16,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = "multihost"
-NETWORK = f"cqkd-molecule-{SCENARIO}"
+SCENARIO_CONFIG = yaml.safe_load((REPO / "molecule" / SCENARIO / "molecule.yml").read_text())
+# The bridge the scenario's hosts share, as their molecule.yml `networks` key names it.
+NETWORK = SCENARIO_CONFIG["platforms"][0]["networks"][0]["name"]
 PROBE_SOURCE = (Path(__file__).parent / "probe.py").read_text()
 PROBE_NAME = "cqkd-probe"
 PROBE_PORT = 7999
@@ -107,8 +109,10 @@ class DockerHost:
 
 def hosts() -> list[DockerHost]:
     """The scenario's hosts, as its molecule.yml declares them."""
-    config = yaml.safe_load((REPO / "molecule" / SCENARIO / "molecule.yml").read_text())
-    return [DockerHost(p["name"], p["address"], tuple(p["groups"])) for p in config["platforms"]]
+    return [
+        DockerHost(p["name"], p["networks"][0]["ipv4_address"], tuple(p["groups"]))
+        for p in SCENARIO_CONFIG["platforms"]
+    ]
 
 
 class Api:

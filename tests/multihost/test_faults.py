@@ -66,6 +66,9 @@ def cluster() -> Iterator[Cluster]:
     try:
         molecule("create")
         molecule("converge")
+        # What `molecule test` would prove of this scenario, on the one build make test makes.
+        molecule("idempotence")
+        molecule("verify")
         alice_host = next(h for h in the_hosts if "cqkd_alice" in h.groups)
         bob_host = next(h for h in the_hosts if "cqkd_bob" in h.groups)
         alice = next(n for n in alice_host.nodes() if n.role == "alice")

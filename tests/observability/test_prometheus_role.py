@@ -175,7 +175,7 @@ def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, prometheus):
     assert container["Config"]["Labels"]["io.cqkd.project"] == "cqkd"
     assert container["Config"]["Labels"]["io.cqkd.role"] == "prometheus"
     assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
-    assert "no-new-privileges:true" in host["SecurityOpt"] and host["Memory"] > 0
+    assert "no-new-privileges" in host["SecurityOpt"] and host["Memory"] > 0
     assert host["NetworkMode"] == "host"
 
     second = prometheus.deploy(nodes)

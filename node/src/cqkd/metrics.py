@@ -1,6 +1,7 @@
 """Every Prometheus metric of the system, defined once on the default registry.
 
-Names follow ARCHITECTURE.md "Observability"; labels are bounded (no node or key labels).
+Names follow Prometheus's conventions (a cqkd_ prefix, base units, _total counters);
+labels are bounded (no node or key labels).
 In-process networks (`cqkd local`) share this registry.
 """
 
@@ -60,6 +61,14 @@ DHT_DISCOVERY_DURATION = Histogram(
     buckets=_DISCOVERY_BUCKETS,
 )
 ROUTING_TABLE_PEERS = Gauge("cqkd_routing_table_peers", "Peers in the routing table.")
+# The live adaptive parameters (node/src/cqkd/dht/params.py's table, or pinned settings).
+DHT_ALPHA = Gauge("cqkd_dht_alpha", "Kademlia lookup parallelism in use.")
+DHT_K = Gauge("cqkd_dht_k", "Kademlia bucket size in use.")
+DHT_QUERY_TIMEOUT = Gauge("cqkd_dht_query_timeout_seconds", "Time a DHT lookup may take.")
+DHT_NETWORK_SIZE_ESTIMATE = Gauge(
+    "cqkd_dht_network_size_estimate",
+    "Network size the node estimates (at least the configured worker count).",
+)
 DHT_REJECTED_DATAGRAMS = Counter(
     "cqkd_dht_rejected_datagrams_total",
     "Datagrams dropped by validation, by reason.",

@@ -65,9 +65,13 @@ from cqkd.dht.protocol import (
 from cqkd.dht.storage import BoundedStorage, value_bytes
 from cqkd.logs import event
 from cqkd.metrics import (
+    DHT_ALPHA,
     DHT_DISCOVERY_DURATION,
+    DHT_K,
     DHT_LOOKUP_DURATION,
+    DHT_NETWORK_SIZE_ESTIMATE,
     DHT_QUERIES,
+    DHT_QUERY_TIMEOUT,
     DHT_REJECTED_DATAGRAMS,
     ROUTING_TABLE_PEERS,
 )
@@ -200,6 +204,7 @@ class DhtNode:
         self._app_handlers: dict[str, AppHandler] = {}
         node_id = settings.node_id_bytes or os.urandom(20)
         self.params = self._resolve(settings.worker_count)
+        _publish_params(self.params, settings.worker_count)
         self._server = _Server(node_id, self.params, settings, self._app_handlers, accept_store)
         self._bootstrap: list[tuple[str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -475,7 +480,9 @@ class DhtNode:
         return max(self.settings.worker_count, estimate)
 
     def _apply_params(self) -> None:
-        params = self._resolve(self.estimated_network_size())
+        network_size = self.estimated_network_size()
+        params = self._resolve(network_size)
+        _publish_params(params, network_size)
         if params == self.params:
             return
         self.params = params
@@ -503,6 +510,13 @@ class DhtNode:
             ROUTING_TABLE_PEERS.set(self.routing_table_size)
             if self.routing_table_size == 0 and self._bootstrap:
                 await self.join(self._bootstrap, required=False)
+
+
+def _publish_params(params: KademliaParams, network_size: int) -> None:
+    DHT_ALPHA.set(params.alpha)
+    DHT_K.set(params.k)
+    DHT_QUERY_TIMEOUT.set(params.query_timeout)
+    DHT_NETWORK_SIZE_ESTIMATE.set(network_size)
 
 
 def _ipv4_literal(host: str) -> str | None:

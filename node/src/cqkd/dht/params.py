@@ -1,8 +1,16 @@
-"""Adaptive Kademlia parameters and the seed's sizing rules, as pure functions."""
+"""Adaptive Kademlia parameters and the seed's sizing rules, as pure functions.
+
+This module is the one table of the deployment scales: the nodes adapt with it, Ansible
+reads it (ansible/filter_plugins/cqkd_scale.py loads this file by path, so it must import
+nothing outside the standard library), and the README's scale table is its `markdown`
+output (`python3 node/src/cqkd/dht/params.py markdown`; a test compares them).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import sys
+from dataclasses import asdict, dataclass
 
 ID_SPACE = 2**160
 
@@ -51,6 +59,58 @@ def resolve_params(
     )
 
 
+# The named scales of `deploy.yml -e scale=NAME`: name, workers, bootstrap nodes. The name
+# of the tier a network size falls in is also the inventory group whose hosts run it.
+SCALES: tuple[tuple[str, int, int], ...] = (
+    ("small", 15, 2),
+    ("medium", 50, 3),
+    ("large", 100, 4),
+    ("xlarge", 200, 6),
+)
+MAX_CUSTOM_WORKERS = 1000
+
+
+def scale_profile(scale: str, workers: int | None = None) -> dict[str, object]:
+    """What a deployment of `scale` (or `custom` with `workers`) runs, as plain data."""
+    named = {name: (count, bootstraps) for name, count, bootstraps in SCALES}
+    if scale == "custom":
+        if workers is None or not 1 <= workers <= MAX_CUSTOM_WORKERS:
+            raise ValueError(f"scale=custom needs workers in 1..{MAX_CUSTOM_WORKERS}")
+        count, bootstraps = workers, bootstrap_count(workers)
+    elif scale in named:
+        count, bootstraps = named[scale]
+    else:
+        raise ValueError(f"scale={scale} is unknown: use one of {', '.join(named)}, custom")
+    tier = next((name for name, upper, _ in SCALES[:-1] if count <= upper), SCALES[-1][0])
+    return {
+        "name": scale,
+        "hosts_group": tier,
+        "workers": count,
+        "bootstrap_count": bootstraps,
+        **asdict(adaptive_params(count)),
+    }
+
+
+def scales_markdown() -> str:
+    """The README's scale table."""
+    rows = [
+        "| scale | workers | bootstrap nodes | \N{GREEK SMALL LETTER ALPHA} | k "
+        "| query timeout | discovery timeout |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, _, _ in SCALES:
+        p = scale_profile(name)
+        rows.append(
+            f"| {name} | {p['workers']} | {p['bootstrap_count']} | {p['alpha']} | {p['k']} "
+            f"| {p['query_timeout']:g} s | {p['discovery_timeout']:g} s |"
+        )
+    rows.append(
+        f"| custom | `-e workers=N` (1..{MAX_CUSTOM_WORKERS}) | by N: ≤15 → 2, ≤50 → 3, "
+        "≤200 → 4, else 6 | by N, as the row whose workers N does not exceed | | | |"
+    )
+    return "\n".join(rows) + "\n"
+
+
 def bootstrap_count(workers: int) -> int:
     """The seed's number of bootstrap nodes for a number of workers."""
     if workers <= 15:
@@ -84,3 +144,20 @@ def estimate_network_size(own_id: int, nearest_ids: list[int]) -> int:
     farthest = max(distances[-1], 1)
     density_estimate = len(distances) * ID_SPACE // farthest
     return max(len(distances) + 1, int(density_estimate))
+
+
+def main(argv: list[str]) -> int:
+    """`params.py markdown`, or `params.py profile SCALE [WORKERS]` (JSON)."""
+    if argv[:1] == ["markdown"]:
+        sys.stdout.write(scales_markdown())
+        return 0
+    if argv[:1] == ["profile"] and len(argv) in (2, 3):
+        workers = int(argv[2]) if len(argv) == 3 else None
+        print(json.dumps(scale_profile(argv[1], workers)))
+        return 0
+    print("usage: params.py markdown | params.py profile SCALE [WORKERS]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -243,15 +243,17 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             "cqkd local: --workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1", file=sys.stderr
         )
         return EXIT_USAGE
-    if args.key_bits is not None and not (
-        1 <= args.key_bits <= settings.max_key_bits and args.sessions >= 1 and args.concurrency >= 1
-    ):
-        print(
-            f"cqkd local: 1 <= --key-bits <= {settings.max_key_bits}, --sessions >= 1, "
-            "--concurrency >= 1",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    if args.key_bits is not None:
+        from cqkd.qkd.lengths import check_key_bits
+
+        try:
+            check_key_bits(args.key_bits, settings.max_key_bits)
+        except ValueError as exc:
+            print(f"cqkd local: --key-bits: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.sessions < 1 or args.concurrency < 1:
+            print("cqkd local: --sessions >= 1, --concurrency >= 1", file=sys.stderr)
+            return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -73,6 +73,9 @@ from cqkd.settings import Settings
 log = logging.getLogger(__name__)
 
 CONFIRM_ATTEMPTS = 3
+# A top-up pays a new verification hash and at least a parity per Cascade pass: smaller
+# ones would not cover what they cost, and a session could creep on in tiny rounds.
+MIN_TOPUP_SIFTED = 1024
 MAX_REVEALED_BITS = 1 << 16  # an abort compares at most this many more bits (message size)
 _KEPT_SESSIONS = 10_000
 
@@ -269,6 +272,7 @@ class Alice:
             wanted = more_sifted(lc, len(pool), reconciled, sampled, errors, leaked, fraction,
                                  security, max_sifted)
             if wanted:
+                wanted = max(wanted, MIN_TOPUP_SIFTED)
                 continue
             # Blocks sized for the sample's upper bound: a low estimate leaves errors behind.
             q_blocks = blocks_qber(errors, sampled)
@@ -294,8 +298,9 @@ class Alice:
             view.leaked_bits = leaked
             view.reconciliation_efficiency = efficiency(parities_leaked, corrected, len(pool))
             if final_key_bits(len(pool), sampled, q, leaked, security) < lc:
-                wanted = max(1, more_sifted(lc, len(pool), reconciled, sampled, errors, leaked,
-                                            fraction, security, max_sifted))
+                wanted = max(MIN_TOPUP_SIFTED, more_sifted(
+                    lc, len(pool), reconciled, sampled, errors, leaked, fraction, security,
+                    max_sifted))
                 continue
             if not await self._confirm(view, bob, pool):
                 raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")

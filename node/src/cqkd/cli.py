@@ -221,6 +221,8 @@ def _session_summary(r: dict[str, Any]) -> str:
     if "sessions" not in r:
         return ""
     qber = "n/a" if r["qber_mean"] is None else f"{r['qber_mean']:.4f}"
+    f_mean = r["reconciliation_efficiency_mean"]
+    efficiency = "n/a (no errors)" if f_mean is None else f"{f_mean:.3f}"
     outcomes = ", ".join(f"{name} {count}" for name, count in sorted(r["outcomes"].items()))
     return "\n" + "\n".join(
         [
@@ -230,6 +232,8 @@ def _session_summary(r: dict[str, Any]) -> str:
             f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
             f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
             f"QBER mean           {qber}",
+            f"Cascade efficiency  f mean {efficiency}, {r['leaked_bits_total']} bits disclosed, "
+            f"{r['raw_positions_total']} raw positions",
             f"final key rate      {r['final_key_bits_per_second'] / 1000:.2f} kbit/s",
         ]
     )

@@ -53,6 +53,7 @@ from cqkd.qkd.planner import (
     first_round_sifted,
     more_sifted,
     no_key_possible,
+    retry_qber,
     split_positions,
 )
 from cqkd.qkd.session import (
@@ -287,8 +288,7 @@ class Alice:
                     break
                 # Errors Cascade missed: one more Cascade over the whole key with smaller
                 # blocks (BICONF-like extra passes), its parities counted too.
-                machine = await self._reconcile(
-                    view, bob, pool, 0, min(0.5, q_blocks * 2 ** (attempt + 1)))
+                machine = await self._reconcile(view, bob, pool, 0, retry_qber(q_blocks, attempt))
                 leaked += machine.leaked
                 parities_leaked += machine.leaked
                 corrected += len(machine.corrected)

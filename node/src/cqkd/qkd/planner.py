@@ -27,11 +27,11 @@ from cqkd.qkd.worker import MAX_CHUNK_POSITIONS
 ROUND_POSITIONS_MAX = 1 << 17
 SIFTED_PER_POSITION = 0.5  # BB84: Bob guesses Alice's basis half of the time
 # Cascade's leak as a multiple of n h2(QBER), for planning only (the session counts the
-# parities actually disclosed): the upper end measured for block sizes from the sample's
-# upper bound (bench/README.md).
+# parities actually disclosed): measured f is 1.08-1.10 (bench/README.md); the margin
+# keeps a plan from falling short, which would cost a top-up round.
 PLANNING_EFFICIENCY = 1.2
 ABORT_EPS = 1e-6  # a session aborts wrongly (key possible, QBER seen too high) this rarely
-WILSON_Z = 2.0  # block sizes from the ~97.7 % upper bound of the sample's QBER
+WILSON_Z = 1.0  # block sizes from the ~84 % upper bound of the sample's QBER
 
 
 def round_capacity(workers: int, mode: str) -> int:
@@ -67,6 +67,13 @@ def leak_per_bit(q: float, q_blocks: float) -> float:
     at least one parity per top-level block of every pass (all a clean key costs)."""
     top_level = sum(1 / size for size in block_sizes(q_blocks, ROUND_POSITIONS_MAX << 8))
     return max(PLANNING_EFFICIENCY * h2(q), top_level)
+
+
+def retry_qber(q_blocks: float, attempt: int) -> float:
+    """The QBER the extra Cascade after failed verification `attempt` (0, 1, ...) sizes its
+    blocks for: 4 times smaller blocks each time, as errors left behind mean the sample
+    underestimated the error rate."""
+    return min(0.5, q_blocks * 4 ** (attempt + 1))
 
 
 def first_round_sifted(key_bits: int, prior_qber: float, security: Security,

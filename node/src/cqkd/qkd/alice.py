@@ -53,7 +53,6 @@ from cqkd.qkd.planner import (
     first_round_sifted,
     more_sifted,
     no_key_possible,
-    retry_qber,
     split_positions,
 )
 from cqkd.qkd.session import (
@@ -282,13 +281,13 @@ class Alice:
             parities_leaked += machine.leaked
             corrected += len(machine.corrected)
             reconciled = len(pool)
-            for attempt in range(CONFIRM_ATTEMPTS):
+            for _ in range(CONFIRM_ATTEMPTS):
                 leaked += security.verify_bits
                 if await self._verify(view, bob, pool, security.verify_bits):
                     break
-                # Errors Cascade missed: one more Cascade over the whole key with smaller
-                # blocks (BICONF-like extra passes), its parities counted too.
-                machine = await self._reconcile(view, bob, pool, 0, retry_qber(q_blocks, attempt))
+                # Errors Cascade missed: BICONF passes over the whole key, which find the
+                # few left at a few parities each (counted too).
+                machine = await self._reconcile(view, bob, pool, 0, q_blocks, recheck=True)
                 leaked += machine.leaked
                 parities_leaked += machine.leaked
                 corrected += len(machine.corrected)
@@ -467,19 +466,21 @@ class Alice:
         )
 
     async def _reconcile(
-        self, view: SessionView, bob: PeerInfo, pool: bytearray, start: int, q: float
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, start: int, q: float,
+        recheck: bool = False,
     ) -> Cascade:
-        """Cascade over pool[start:] (non-empty); the finished machine (its `leaked`)."""
+        """Cascade (or with `recheck`, BICONF passes) over pool[start:] (non-empty); the
+        finished machine (its `leaked`, `corrected`)."""
         segment = pool[start:]
         seed = secrets.token_bytes(16)
-        machine = Cascade(len(segment), q, seed)
+        machine = Cascade(len(segment), q, seed, recheck)
         while ranges := machine.queries():
             flags: list[int] = []
             for offset in range(0, len(ranges), MAX_RANGES_PER_MESSAGE):
                 batch = ranges[offset : offset + MAX_RANGES_PER_MESSAGE]
                 reply = await self._ask(bob, {
                     "k": "cascade", "pid": view.process_id, "start": start, "n": len(segment),
-                    "q": q, "seed": seed, "off": offset, "count": len(batch),
+                    "q": q, "seed": seed, "re": recheck, "off": offset, "count": len(batch),
                     "par": pack_flags(parities(segment, machine, batch)),
                 })
                 try:

@@ -376,7 +376,7 @@ class Bob:
             q = need(message, "q", float)
             if not 0.0 <= q <= 0.5:
                 raise ProtocolError("bad QBER")
-            session.cascade = Cascade(n, q, seed)
+            session.cascade = Cascade(n, q, seed, need(message, "re", bool))
             session.cascade_span = (start, n, seed)
             session.flags = []
         machine = session.cascade

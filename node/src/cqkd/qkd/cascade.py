@@ -30,6 +30,7 @@ Range = tuple[int, int, int]  # (pass, start, end) in that pass's order
 # so a step with more ranges goes in several messages, parities and flags packed 8 a byte.
 MAX_RANGES_PER_MESSAGE = 1 << 15
 PASSES = 4
+RECHECK_PASSES = 16  # an odd error count in a random half is missed with probability 1/2
 BLOCK_GROWTH = 4
 QBER_FLOOR = 0.001  # the smallest QBER blocks are sized for (first block 512 bits)
 
@@ -51,18 +52,24 @@ def _public_order(seed: bytes, pass_no: int, n: int) -> list[int]:
 
 
 class Cascade:
-    def __init__(self, n: int, qber: float, seed: bytes) -> None:
+    def __init__(self, n: int, qber: float, seed: bytes, recheck: bool = False) -> None:
+        """Cascade over n bits with blocks for `qber`; with `recheck`, the extra passes that
+        follow a failed verification instead: RECHECK_PASSES passes, each splitting the
+        key into two random halves (BICONF, Brassard-Salvail 1993), which find the few
+        errors Cascade left at a few parities each."""
         if n < 1:
             raise ValueError("nothing to reconcile")
         self.n = n
-        self.block_sizes = block_sizes(qber, n)
+        self.block_sizes = [max(1, (n + 1) // 2)] * RECHECK_PASSES if recheck else (
+            block_sizes(qber, n))
+        passes = self.passes = len(self.block_sizes)
         self.orders: list[list[int]] = [list(range(n))]
-        self.orders += [_public_order(seed, p, n) for p in range(1, PASSES)]
+        self.orders += [_public_order(seed, p, n) for p in range(1, passes)]
         self.current_pass = -1
         # A sample without errors: ask every pass's blocks in one round trip; errors then
         # found are still corrected (statuses toggle in every pass begun), at some extra cost.
         self.all_passes_at_once = qber == 0.0
-        self.odd: list[set[int]] = [set() for _ in range(PASSES)]
+        self.odd: list[set[int]] = [set() for _ in range(passes)]
         self.searches: dict[tuple[int, int], tuple[int, int]] = {}
         self.leaked = 0
         self.corrected: set[int] = set()  # positions flipped an odd number of times
@@ -81,7 +88,7 @@ class Cascade:
 
     @property
     def done(self) -> bool:
-        return self.current_pass >= PASSES - 1 and not self.searches
+        return self.current_pass >= self.passes - 1 and not self.searches
 
     def queries(self) -> list[Range]:
         """The ranges whose parity comparison the next step needs; [] when finished."""
@@ -92,9 +99,9 @@ class Cascade:
                 (p, start, (start + end) // 2)
                 for (p, _), (start, end) in sorted(self.searches.items())
             ]
-        elif self.current_pass < PASSES - 1:
+        elif self.current_pass < self.passes - 1:
             first = self.current_pass + 1
-            self.current_pass = PASSES - 1 if self.all_passes_at_once else first
+            self.current_pass = self.passes - 1 if self.all_passes_at_once else first
             asked = [
                 (p, start, min(start + self.block_sizes[p], self.n))
                 for p in range(first, self.current_pass + 1)

@@ -69,13 +69,6 @@ def leak_per_bit(q: float, q_blocks: float) -> float:
     return max(PLANNING_EFFICIENCY * h2(q), top_level)
 
 
-def retry_qber(q_blocks: float, attempt: int) -> float:
-    """The QBER the extra Cascade after failed verification `attempt` (0, 1, ...) sizes its
-    blocks for: 4 times smaller blocks each time, as errors left behind mean the sample
-    underestimated the error rate."""
-    return min(0.5, q_blocks * 4 ** (attempt + 1))
-
-
 def first_round_sifted(key_bits: int, prior_qber: float, security: Security,
                        max_sifted: int) -> tuple[int, float]:
     """(sifted bits, sample fraction) for a session's first round, planned for the QBER

@@ -79,7 +79,7 @@ async def main() -> None:
               f"{row['sifted_mean']} | {row['key_fraction']} | {max(0.0, 1 - 2 * h2(q)):.3f} | "
               f"{row['f_mean']} | {row['f_max']} |")
     measured = [r["f_mean"] for r in rows if r["f_mean"]]
-    f = max(measured) if measured else 1.2
+    f = round(statistics.fmean(measured), 3) if measured else 1.2
     max_sifted = int(load_settings().max_raw_positions * SIFTED_PER_POSITION)
     limits = {bits: largest_key_qber(bits, f, max_sifted) for bits in (256, 4096, 65536)}
     print(f"\nlargest QBER with a key (f = {f}, {max_sifted} sifted bits at most): {limits}; "

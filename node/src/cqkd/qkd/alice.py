@@ -241,8 +241,10 @@ class Alice:
         wanted, fraction = first_round_sifted(lc, self._last_qber, security, max_sifted)
         round_no = 0
         while True:
-            positions = math.ceil(wanted / SIFTED_PER_POSITION)
-            if view.raw_bits + positions > s.max_raw_positions:
+            # What is left of the budget still goes in: the bound decides on what it gives.
+            positions = min(math.ceil(wanted / SIFTED_PER_POSITION),
+                            s.max_raw_positions - view.raw_bits)
+            if positions < 1:
                 raise SessionFailed(QBER_EXCEEDED, (
                     f"no key of {lc} bits within {s.max_raw_positions} raw positions at QBER "
                     f"{view.qber or 0.0:.3f} (MAX_RAW_POSITIONS)"))

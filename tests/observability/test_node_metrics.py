@@ -85,4 +85,5 @@ async def test_node_exports_process_cpu_and_memory(scrape):
     assert re.search(r"^process_resident_memory_bytes \d", scrape, re.MULTILINE)
     assert re.search(r'^cqkd_dht_queries_total\{operation="join",result="ok"\} [1-9]', scrape,
                      re.MULTILINE)
-    assert re.search(r'^cqkd_sessions_total\{outcome="confirmed"\} [1-9]', scrape, re.MULTILINE)
+    assert re.search(r'^cqkd_sessions_total\{outcome="confirmed",party="alice"\} [1-9]', scrape,
+                     re.MULTILINE)

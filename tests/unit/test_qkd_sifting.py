@@ -1,12 +1,10 @@
 """The sorting rule (permutation), sifting in its order, sampling, QBER and lengths."""
 
-import math
 from collections import Counter
 
 import pytest
 from cqkd.qkd import bb84
 from cqkd.qkd.estimation import choose_sample, mismatches, qber, remove_indices
-from cqkd.qkd.lengths import h2, raw_length, sample_target, secret_bits
 from cqkd.qkd.sorting import (
     check_permutation,
     decode_indices,
@@ -74,16 +72,3 @@ def test_mismatches_counts_differences_and_sampled_bits_are_dropped() -> None:
     with pytest.raises(ValueError):
         mismatches(key, [9], [0])
     assert qber(2, 8) == 0.25 and qber(0, 0) == 0.0
-
-
-def test_lengths() -> None:
-    assert raw_length(256) == 640
-    assert raw_length(3) == 8
-    with pytest.raises(ValueError):
-        raw_length(0)
-    assert sample_target(320, 0.125, 8) == 40
-    assert sample_target(20, 0.125, 8) == 8
-    assert sample_target(5, 0.125, 8) == 5
-    assert h2(0.5) == 1.0 and h2(0.0) == 0.0
-    assert secret_bits(1000, 0.0, 30) == 970
-    assert secret_bits(1000, 0.11, 0) == math.floor(1000 * (1 - h2(0.11)))

@@ -241,6 +241,8 @@ def _session_summary(r: dict[str, Any]) -> str:
     if "sessions" not in r:
         return ""
     qber = "n/a" if r["qber_mean"] is None else f"{r['qber_mean']:.4f}"
+    f_mean = r["reconciliation_efficiency_mean"]
+    efficiency = "n/a (no errors)" if f_mean is None else f"{f_mean:.3f}"
     outcomes = ", ".join(f"{name} {count}" for name, count in sorted(r["outcomes"].items()))
     return "\n" + "\n".join(
         [
@@ -253,6 +255,8 @@ def _session_summary(r: dict[str, Any]) -> str:
             f"session time        p50 {r['session_p50_seconds'] * 1000:.1f} ms, "
             f"p99 {r['session_p99_seconds'] * 1000:.1f} ms",
             f"QBER mean           {qber}",
+            f"Cascade efficiency  f mean {efficiency}, {r['leaked_bits_total']} bits disclosed, "
+            f"{r['raw_positions_total']} raw positions",
             f"final key rate      {r['final_key_bits_per_second'] / 1000:.2f} kbit/s",
         ]
     )
@@ -266,15 +270,17 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
             "cqkd local: --workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1", file=sys.stderr
         )
         return EXIT_USAGE
-    if args.key_bits is not None and not (
-        1 <= args.key_bits <= settings.max_key_bits and args.sessions >= 1 and args.concurrency >= 1
-    ):
-        print(
-            f"cqkd local: 1 <= --key-bits <= {settings.max_key_bits}, --sessions >= 1, "
-            "--concurrency >= 1",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    if args.key_bits is not None:
+        from cqkd.qkd.lengths import check_key_bits
+
+        try:
+            check_key_bits(args.key_bits, settings.max_key_bits)
+        except ValueError as exc:
+            print(f"cqkd local: --key-bits: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.sessions < 1 or args.concurrency < 1:
+            print("cqkd local: --sessions >= 1, --concurrency >= 1", file=sys.stderr)
+            return EXIT_USAGE
     if args.rogue_worker and not (args.key_bits or args.serve):
         print("cqkd local: --rogue-worker needs --key-bits or --serve", file=sys.stderr)
         return EXIT_USAGE

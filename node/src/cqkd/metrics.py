@@ -87,10 +87,23 @@ DHT_CONTACTS_REFUSED = Counter(
 
 # --- CQKD protocol ---
 SESSION_DURATION = Histogram(
-    "cqkd_session_duration_seconds", "Duration of key sessions.", buckets=_SESSION_BUCKETS
+    "cqkd_session_duration_seconds", "Duration of key sessions.", ["party"],
+    buckets=_SESSION_BUCKETS,
 )
-SESSIONS = Counter("cqkd_sessions_total", "Key sessions by outcome.", ["outcome"])
-QBER = Gauge("cqkd_qber_ratio", "Quantum bit error rate estimated in the last session.")
+# `party`: alice or bob; both count every session (one process holds both in `cqkd local`).
+SESSIONS = Counter("cqkd_sessions_total", "Key sessions by outcome.", ["party", "outcome"])
+QBER = Gauge(
+    "cqkd_qber_ratio", "Quantum bit error rate estimated in the last session.", ["party"]
+)
+LEAKED = Counter(
+    "cqkd_reconciliation_leaked_total",
+    "Bits disclosed by error correction (Cascade parities, verification hashes).",
+)
+RECONCILIATION_EFFICIENCY = Histogram(
+    "cqkd_reconciliation_efficiency_ratio",
+    "Cascade's efficiency f = parities / (n h2(e)) per session (1 is the Shannon limit).",
+    buckets=(1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0),
+)
 # Counted in key positions (one bit each): promtool rejects "bits" in a metric name.
 KEY_POSITIONS = Counter(
     "cqkd_key_positions_total", "Key positions (one bit each) by stage.", ["stage"]

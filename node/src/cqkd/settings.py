@@ -125,8 +125,12 @@ class Settings(BaseSettings):
     )
     key_store_max_keys: int = Field(10_000, ge=1, le=10_000_000,
                                     description="an integer 1..10000000")
-    max_key_bits: int = Field(16_384, ge=64, le=1_048_576,
-                              description="the longest key one may ask for, bits, 64..1048576")
+    # 131,072 bits is the longest key shown to confirm at QBER 0 and 0.05 (23 s and 31 s on
+    # 15 in-process workers, bench/README.md); hashing grows as n^2 beyond.
+    max_key_bits: int = Field(
+        16_384, ge=64, le=131_072, multiple_of=8,
+        description="the longest key one may ask for, bits, a multiple of 8, 64..131072",
+    )
     max_running_sessions: int = Field(64, ge=1, le=10_000, description="an integer 1..10000")
     etsi_key_size: int = Field(256, ge=8, le=1_048_576, multiple_of=8,
                                description="the ETSI default key size, bits, a multiple of 8")
@@ -153,10 +157,16 @@ class Settings(BaseSettings):
     allocation_mode: AllocationMode = Field(
         AllocationMode.POOLED, description="pooled or dedicated"
     )
-    key_length_factor: float = Field(2.5, ge=2.0, le=20.0, description="lk / lc, 2..20")
-    sample_fraction: float = Field(0.125, gt=0, le=0.5, description="a fraction 0 < f <= 0.5")
-    sample_min_bits: int = Field(8, ge=1, le=4096, description="an integer 1..4096")
-    qber_threshold: float = Field(0.11, gt=0, lt=0.5, description="a ratio 0 < q < 0.5")
+    qber_threshold: float = Field(
+        0.11, gt=0, lt=0.5,
+        description="abort once the QBER's lower confidence bound is above it, 0 < q < 0.5",
+    )
+    eps_sec: float = Field(1e-10, gt=0, lt=1, description="secrecy parameter, 0 < e < 1")
+    eps_cor: float = Field(1e-15, gt=0, lt=1, description="correctness parameter, 0 < e < 1")
+    max_raw_positions: int = Field(
+        1 << 22, ge=1024, le=1 << 26,
+        description="raw positions one session may use in all, 1024..67108864",
+    )
     eavesdrop: float = Field(
         0.0, ge=0, le=1, description="intercept-resend probability at this worker's QPP, 0..1"
     )
@@ -168,7 +178,9 @@ class Settings(BaseSettings):
     )
     session_timeout: float = Field(60.0, gt=0, le=3600, description="seconds, 0 < t <= 3600")
     session_ttl: float = Field(120.0, gt=0, le=86400, description="seconds, 0 < t <= 86400")
-    max_rounds: int = Field(16, ge=1, le=100, description="an integer 1..100")
+    max_rounds: int = Field(
+        64, ge=1, le=1000, description="rounds of raw positions one session may use, 1..1000"
+    )
     active_sessions: int = Field(
         2, ge=1, le=1000, description="sessions Alice runs at once (more wait), 1..1000"
     )

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Protocol, cast
 
 from fastapi import Depends, FastAPI, Path, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
 from cqkd import __version__
 from cqkd.api.auth import bearer_token_guard
@@ -28,6 +28,7 @@ from cqkd.logs import event
 from cqkd.metrics import exposition
 from cqkd.ports import Role
 from cqkd.qkd.keystore import CONTROL, KeyElsewhere, KeyStore
+from cqkd.qkd.lengths import KEY_BITS_MULTIPLE, check_key_bits
 from cqkd.qkd.session import SessionView
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,17 @@ def _add_generate_key(
 ) -> None:
     class GenerateKeyRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
+        # check_key_bits enforces the rule; the schema states it for clients.
         desired_key_length: JsonInt = Field(
-            gt=0, le=config.max_key_bits, description="the key length, in bits"
+            description=f"the key length in bits: a multiple of 8, 8..{config.max_key_bits}",
+            json_schema_extra={"minimum": KEY_BITS_MULTIPLE, "maximum": config.max_key_bits,
+                               "multipleOf": KEY_BITS_MULTIPLE},
         )
+
+        @field_validator("desired_key_length")
+        @classmethod
+        def _key_length_rule(cls, value: int) -> int:
+            return check_key_bits(value, config.max_key_bits)
 
     running: set[str] = set()
 

@@ -25,6 +25,7 @@ from cqkd.api.limits import BodySizeLimit
 from cqkd.logs import event
 from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyElsewhere, KeyStore, etsi_consumer
+from cqkd.qkd.lengths import check_key_bits
 
 log = logging.getLogger(__name__)
 
@@ -245,12 +246,12 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
         size = config.key_size if size is None else size
         if number > config.max_key_per_request:
             raise ApiError(400, f"number must be at most {config.max_key_per_request}")
-        if not config.min_key_size <= size <= config.max_key_size or size % 8:
-            raise ApiError(
-                400,
-                f"size must be a multiple of 8 between {config.min_key_size} "
-                f"and {config.max_key_size} bits",
-            )
+        try:
+            check_key_bits(size, config.max_key_size)
+        except ValueError as exc:
+            raise ApiError(400, f"size: {exc}") from None
+        if size < config.min_key_size:
+            raise ApiError(400, f"size must be at least min_key_size, {config.min_key_size} bits")
         return size
 
     @app.get(PREFIX + "/{slave_SAE_ID}/status", tags=["master"])

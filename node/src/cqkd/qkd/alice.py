@@ -1,9 +1,10 @@
 """Alice: starts key sessions and drives them to a confirmed key or a clear failure.
 
-A session is rounds of raw positions (the first lk = ceil(2.5 lc), then top-ups for any
-shortfall), each: allocate workers, command them, tell Bob, gather the chunks that came
-through, sift in the order of a fresh permutation. Then error estimation on a sample,
-Cascade, Toeplitz hashing to lc bits and HMAC confirmation; only then both stores get it.
+A session is rounds of raw positions, as many as the finite-size bound needs for lc bits
+(qkd/planner.py, qkd/lengths.py), each: allocate workers, command them, tell Bob, gather
+the chunks that came through, sift in the order of a fresh permutation, sacrifice a random
+sample for error estimation. Then Cascade, error verification, Toeplitz hashing to lc bits
+and HMAC confirmation; only then both stores get it.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
 from cqkd.logs import event
-from cqkd.metrics import KEY_POSITIONS, QBER, SESSION_DURATION, SESSIONS
+from cqkd.metrics import KEY_POSITIONS
 from cqkd.qkd import bb84
-from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice
+from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice, chunks
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
 from cqkd.qkd.cascade import (
-    PASSES,
+    MAX_RANGES_PER_MESSAGE,
     Cascade,
-    expected_leak,
-    expected_leak_per_bit,
+    efficiency,
+    pack_flags,
     parities,
+    unpack_flags,
 )
 from cqkd.qkd.channel import (
     Address,
@@ -46,7 +48,15 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import choose_sample, qber, remove_indices
 from cqkd.qkd.keystore import CONTROL, KeyStore
-from cqkd.qkd.lengths import h2, raw_length, sample_target, secret_bits
+from cqkd.qkd.lengths import Security, check_key_bits, final_key_bits
+from cqkd.qkd.planner import (
+    SIFTED_PER_POSITION,
+    blocks_qber,
+    first_round_sifted,
+    more_sifted,
+    no_key_possible,
+    split_positions,
+)
 from cqkd.qkd.session import (
     CONFIRMATION_FAILED,
     CONFIRMED,
@@ -56,16 +66,19 @@ from cqkd.qkd.session import (
     TIMEOUT,
     SessionFailed,
     SessionView,
+    record_session,
 )
 from cqkd.qkd.sorting import encode_indices, random_permutation, sifted_key
-from cqkd.qkd.worker import ROUND_KEY_BYTES, Command
+from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, ROUND_KEY_BYTES, Command
 from cqkd.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MIN_TOPUP_POSITIONS = 64
 CONFIRM_ATTEMPTS = 3
-RETRY_QBER = 0.05  # Cascade block size for a key that failed confirmation
+# A top-up pays a new verification hash and at least a parity per Cascade pass: smaller
+# ones would not cover what they cost, and a session could creep on in tiny rounds.
+MIN_TOPUP_SIFTED = 1024
+MAX_REVEALED_BITS = 1 << 16  # an abort compares at most this many more bits (message size)
 _KEPT_SESSIONS = 10_000
 
 
@@ -112,6 +125,7 @@ class Alice:
         self._rounds: dict[bytes, _Round] = {}
         self._active = asyncio.Semaphore(settings.active_sessions)
         self._sequence: dict[str, int] = {}
+        self._last_qber = 0.0  # the first round of a session is planned for it
         self.channel.on("push", self._on_push)
 
     @property
@@ -143,10 +157,7 @@ class Alice:
 
         Its key is stored at both ends for `consumer` alone (keystore.CONTROL or
         keystore.etsi_consumer(...)): no other API can collect it."""
-        if isinstance(key_bits, bool) or not isinstance(key_bits, int):
-            raise ValueError("key length must be an integer number of bits")
-        if not 1 <= key_bits <= self.settings.max_key_bits:
-            raise ValueError(f"key length must be 1..{self.settings.max_key_bits} bits")
+        check_key_bits(key_bits, self.settings.max_key_bits)
         process_id = secrets.token_hex(16)
         view = SessionView(process_id, "running", None, key_bits, 0, None, None, None, None, None)
         self._views[process_id] = view
@@ -218,68 +229,91 @@ class Alice:
                 await self._ask(self._bob, {"k": "abort", "pid": view.process_id,
                                             "outcome": view.outcome})
         self._sequence.pop(view.process_id, None)
-        SESSIONS.labels(outcome=view.outcome).inc()
-        SESSION_DURATION.observe(view.duration_seconds)
+        record_session(view, "alice")
         event(log, "session_finished", process_id=view.process_id, outcome=view.outcome,
               key_bits=view.key_bits, raw_bits=view.raw_bits, sifted_bits=view.sifted_bits,
               qber=view.qber, seconds=round(view.duration_seconds, 4), error=view.error)
         return view
 
     async def _exchange(self, view: SessionView, consumer: str) -> None:
+        """Rounds until the finite-size bound (lengths.py) gives lc bits, then Cascade,
+        error verification, privacy amplification and confirmation."""
         s = self.settings
         lc = view.key_bits
         bob = await self._bob_peer()
+        security = Security(s.eps_sec, s.eps_cor)
+        max_sifted = int(s.max_raw_positions * SIFTED_PER_POSITION)
         pool = bytearray()
-        reconciled = leaked = sampled = errors = sifted_total = failures = 0
+        reconciled = leaked = parities_leaked = corrected = sampled = errors = 0
         assigned: dict[bytes, str] = {}
-        positions = raw_length(lc, s.key_length_factor)
-        for round_no in range(s.max_rounds):
-            fresh = await self._round(view, bob, round_no, positions, assigned)
-            sifted_total += len(fresh)
-            take = min(len(fresh), sample_target(sifted_total, s.sample_fraction,
-                                                 s.sample_min_bits) - sampled)
-            indices = choose_sample(len(fresh), max(0, take))
-            reply = await self._ask(bob, {
-                "k": "sample", "pid": view.process_id, "round": round_no,
-                "idx": encode_indices(indices),
-                "bits": bytes(fresh[i] for i in indices),
-            })
-            errors += _count(reply, "errors", len(indices))
-            sampled += len(indices)
-            pool.extend(remove_indices(fresh, indices))
-            view.sifted_bits = sifted_total
-            view.qber = q = qber(errors, sampled)
-            KEY_POSITIONS.labels(stage="sifted").inc(len(fresh))
-            KEY_POSITIONS.labels(stage="sampled").inc(len(indices))
-            if q > s.qber_threshold:
+        wanted, fraction = first_round_sifted(lc, self._last_qber, security, max_sifted)
+        round_no = 0
+        while True:
+            # What is left of the budget still goes in: the bound decides on what it gives.
+            positions = min(math.ceil(wanted / SIFTED_PER_POSITION),
+                            s.max_raw_positions - view.raw_bits)
+            if positions < 1:
+                raise SessionFailed(QBER_EXCEEDED, (
+                    f"no key of {lc} bits within {s.max_raw_positions} raw positions at QBER "
+                    f"{view.qber or 0.0:.3f} (MAX_RAW_POSITIONS)"))
+            workers = len(await self.directory.workers())
+            for size in split_positions(positions, workers, s.allocation_mode):
+                if round_no >= s.max_rounds:
+                    raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds "
+                                                 "of raw positions (MAX_ROUNDS)")
+                fresh = await self._round(view, bob, round_no, size, assigned)
+                indices = choose_sample(len(fresh), round(fraction * len(fresh)))
+                reply = await self._ask(bob, {
+                    "k": "sample", "pid": view.process_id, "round": round_no,
+                    "idx": encode_indices(indices),
+                    "bits": bytes(fresh[i] for i in indices),
+                })
+                round_no += 1
+                errors += _count(reply, "errors", len(indices))
+                sampled += len(indices)
+                pool.extend(remove_indices(fresh, indices))
+                view.sifted_bits = (view.sifted_bits or 0) + len(fresh)
+                view.qber = qber(errors, sampled)
+                KEY_POSITIONS.labels(stage="sifted").inc(len(fresh))
+                KEY_POSITIONS.labels(stage="sampled").inc(len(indices))
+            if no_key_possible(lc, errors, sampled, s.qber_threshold, security, max_sifted):
                 await self._reveal(view, bob, pool, errors, sampled)
-            unreconciled = len(pool) - reconciled
-            if secret_bits(len(pool), q, leaked + expected_leak(unreconciled, q)) >= lc:
-                # Blocks sized for a pessimistic QBER: an underestimate leaves errors behind.
-                q_blocks = q + 2 * math.sqrt(q * (1 - q) / max(sampled, 1))
-                leaked += await self._reconcile(view, bob, pool, reconciled, q_blocks)
-                reconciled = len(pool)
-                while secret_bits(len(pool), q, leaked) >= lc:
-                    if await self._confirm(view, bob, pool, consumer):
-                        return
-                    # Errors Cascade missed (the sample underestimated the QBER): one more
-                    # Cascade over the whole key, smaller blocks, its parities counted too.
-                    failures += 1
-                    if failures >= CONFIRM_ATTEMPTS:
-                        raise SessionFailed(
-                            CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
-                    leaked += await self._reconcile(view, bob, pool, 0, RETRY_QBER * failures)
-            per_bit = expected_leak_per_bit(q)
-            rate = 1.0 - h2(q) - per_bit
-            if rate <= 0:
-                raise SessionFailed(QBER_EXCEEDED, f"no secret key is possible at QBER {q:.3f}")
-            # PASSES: a new segment costs at least one parity per pass.
-            wanted = math.ceil((lc + leaked + PASSES - per_bit * reconciled) / rate) - len(pool)
-            kept_fraction = 0.5 * (1.0 - s.sample_fraction)
-            positions = math.ceil(max(wanted, 1) / kept_fraction)
-            if s.allocation_mode != DEDICATED:  # tiny rounds cost as many messages as big ones
-                positions = max(MIN_TOPUP_POSITIONS, positions)
-        raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds of raw positions")
+            self._last_qber = q = qber(errors, sampled)
+            wanted = more_sifted(lc, len(pool), reconciled, sampled, errors, leaked, fraction,
+                                 security, max_sifted)
+            if wanted:
+                wanted = max(wanted, MIN_TOPUP_SIFTED)
+                continue
+            # Blocks sized for the sample's upper bound: a low estimate leaves errors behind.
+            q_blocks = blocks_qber(errors, sampled)
+            machine = await self._reconcile(view, bob, pool, reconciled, q_blocks)
+            leaked += machine.leaked
+            parities_leaked += machine.leaked
+            corrected += len(machine.corrected)
+            reconciled = len(pool)
+            for _ in range(CONFIRM_ATTEMPTS):
+                leaked += security.verify_bits
+                if await self._verify(view, bob, pool, security.verify_bits):
+                    break
+                # Errors Cascade missed: BICONF passes over the whole key, which find the
+                # few left at a few parities each (counted too).
+                machine = await self._reconcile(view, bob, pool, 0, q_blocks, recheck=True)
+                leaked += machine.leaked
+                parities_leaked += machine.leaked
+                corrected += len(machine.corrected)
+            else:
+                raise SessionFailed(CONFIRMATION_FAILED,
+                                    "Alice's and Bob's keys still differ after Cascade; discarded")
+            view.leaked_bits = leaked
+            view.reconciliation_efficiency = efficiency(parities_leaked, corrected, len(pool))
+            if final_key_bits(len(pool), sampled, q, leaked, security) < lc:
+                wanted = max(MIN_TOPUP_SIFTED, more_sifted(
+                    lc, len(pool), reconciled, sampled, errors, leaked, fraction, security,
+                    max_sifted))
+                continue
+            if not await self._confirm(view, bob, pool, consumer):
+                raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
+            return
 
     async def _ask(self, bob: PeerInfo, message: Message) -> Message:
         """Send to Bob and return his answer. One answer lost to an RPC timeout is asked
@@ -325,6 +359,13 @@ class Alice:
             workers = await self.directory.workers(refresh=True)
             chains = allocate_alice(workers, positions, s.allocation_mode, s.pool_chunk_bits,
                                     assigned)
+        if positions > len(chains) * MAX_CHUNK_POSITIONS:
+            # Fewer pools than planned (workers busy with other roles): a worker takes at
+            # most MAX_CHUNK_POSITIONS, so this round shrinks and the planner tops up.
+            positions = len(chains) * MAX_CHUNK_POSITIONS
+            chains = [Chain(c.chunk, start, count, c.workers)
+                      for c, (start, count) in zip(chains, chunks(positions, len(chains)),
+                                                   strict=True)]
         round_key = secrets.token_bytes(ROUND_KEY_BYTES)
         order = random_permutation(positions)
         state = self._rounds[round_key] = _Round(
@@ -432,36 +473,52 @@ class Alice:
     async def _reveal(
         self, view: SessionView, bob: PeerInfo, pool: bytearray, errors: int, sampled: int
     ) -> None:
-        """The key is lost anyway: compare every remaining bit for a precise QBER, then fail."""
-        reply = await self._ask(bob, {"k": "reveal", "pid": view.process_id, "bits": bytes(pool)})
-        errors += _count(reply, "errors", len(pool))
-        view.qber = qber(errors, sampled + len(pool))
-        QBER.set(view.qber)
+        """The key is lost anyway: compare more bits (up to MAX_REVEALED_BITS) for a precise
+        QBER, then fail."""
+        revealed = bytes(pool[:MAX_REVEALED_BITS])
+        reply = await self._ask(bob, {"k": "reveal", "pid": view.process_id, "bits": revealed})
+        errors += _count(reply, "errors", len(revealed))
+        view.qber = qber(errors, sampled + len(revealed))
         raise SessionFailed(
             QBER_EXCEEDED,
-            f"QBER {view.qber:.3f} is above the threshold {self.settings.qber_threshold:g}: "
-            "possible eavesdropper, no key delivered",
+            f"QBER {view.qber:.3f}: no key of {view.key_bits} bits is possible (finite-size "
+            f"bound, threshold {self.settings.qber_threshold:g}): possible eavesdropper, "
+            "no key delivered",
         )
 
     async def _reconcile(
-        self, view: SessionView, bob: PeerInfo, pool: bytearray, start: int, q: float
-    ) -> int:
-        """Cascade over pool[start:]; the parity bits it disclosed."""
+        self, view: SessionView, bob: PeerInfo, pool: bytearray, start: int, q: float,
+        recheck: bool = False,
+    ) -> Cascade:
+        """Cascade (or with `recheck`, BICONF passes) over pool[start:] (non-empty); the
+        finished machine (its `leaked`, `corrected`)."""
         segment = pool[start:]
-        if not segment:
-            return 0
         seed = secrets.token_bytes(16)
-        machine = Cascade(len(segment), q, seed)
+        machine = Cascade(len(segment), q, seed, recheck)
         while ranges := machine.queries():
-            reply = await self._ask(bob, {
-                "k": "cascade", "pid": view.process_id, "start": start, "n": len(segment),
-                "q": q, "seed": seed, "par": bytes(parities(segment, machine, ranges)),
-            })
-            flags = need(reply, "flags", bytes)
-            if len(flags) != len(ranges) or any(f > 1 for f in flags):
-                raise SessionFailed(ERROR, "Bob answered Cascade with bad flags")
+            flags: list[int] = []
+            for offset in range(0, len(ranges), MAX_RANGES_PER_MESSAGE):
+                batch = ranges[offset : offset + MAX_RANGES_PER_MESSAGE]
+                reply = await self._ask(bob, {
+                    "k": "cascade", "pid": view.process_id, "start": start, "n": len(segment),
+                    "q": q, "seed": seed, "re": recheck, "off": offset, "count": len(batch),
+                    "par": pack_flags(parities(segment, machine, batch)),
+                })
+                try:
+                    flags += unpack_flags(need(reply, "flags", bytes), len(batch))
+                except ValueError:
+                    raise SessionFailed(ERROR, "Bob answered Cascade with bad flags") from None
             machine.answer([bool(f) for f in flags])
-        return machine.leaked
+        return machine
+
+    async def _verify(self, view: SessionView, bob: PeerInfo, pool: bytearray, bits: int) -> bool:
+        """Error verification: a random Toeplitz hash of `bits` bits of the reconciled key
+        (2-universal: unequal keys pass with probability 2^-bits, at most eps_cor)."""
+        seed = secrets.token_bytes(SEED_BYTES)
+        digest = toeplitz_hash(pool, bits, seed)
+        reply = await self._ask(bob, {"k": "verify", "pid": view.process_id, "seed": seed,
+                                      "bits": bits, "hash": digest})
+        return need(reply, "equal", bool)
 
     async def _confirm(
         self, view: SessionView, bob: PeerInfo, pool: bytearray, consumer: str
@@ -478,7 +535,6 @@ class Alice:
         self.keystore.add(key_id, key, consumer)
         view.key_id = key_id
         KEY_POSITIONS.labels(stage="final").inc(view.key_bits)
-        QBER.set(view.qber or 0.0)
         return True
 
 

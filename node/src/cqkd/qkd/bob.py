@@ -24,7 +24,13 @@ from cqkd.logs import event
 from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
-from cqkd.qkd.cascade import Cascade, parities
+from cqkd.qkd.cascade import (
+    MAX_RANGES_PER_MESSAGE,
+    Cascade,
+    pack_flags,
+    parities,
+    unpack_flags,
+)
 from cqkd.qkd.channel import (
     Address,
     Channel,
@@ -41,12 +47,14 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import mismatches, qber, remove_indices
 from cqkd.qkd.keystore import MAX_CONSUMER_CHARS, KeyStore
+from cqkd.qkd.lengths import check_key_bits
 from cqkd.qkd.session import (
     CONFIRMED,
     ERROR,
     TIMEOUT,
     SessionFailed,
     SessionView,
+    record_session,
 )
 from cqkd.qkd.sorting import check_permutation, decode_indices, sifted_key
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command, push
@@ -95,6 +103,7 @@ class _Session:
     errors: int = 0
     cascade: Cascade | None = None
     cascade_span: tuple[int, int, bytes] = (0, 0, b"")
+    flags: list[int] = field(default_factory=list)  # of the current step, so far
 
 
 class Bob:
@@ -117,7 +126,8 @@ class Bob:
         self.channel.on("push", self._on_push)
         for kind, handler in {
             "round": self._on_round, "collect": self._on_collect, "sample": self._on_sample,
-            "reveal": self._on_reveal, "cascade": self._on_cascade, "confirm": self._on_confirm,
+            "reveal": self._on_reveal, "cascade": self._on_cascade, "verify": self._on_verify,
+            "confirm": self._on_confirm,
             "abort": self._on_abort,
         }.items():
             self.channel.on(kind, self._answer_once(handler))
@@ -176,6 +186,7 @@ class Bob:
         view = session.view
         view.status, view.outcome, view.error = status, outcome, error  # type: ignore[assignment]
         view.duration_seconds = time.monotonic() - session.began
+        record_session(view, "bob")
         for key in [k for k, r in self._rounds.items() if r.process_id == pid]:
             del self._rounds[key]
 
@@ -216,9 +227,10 @@ class Bob:
         if session is None:
             if pid in self._views:
                 raise ProtocolError("session already finished")
-            lc = need(message, "lc", int)
-            if not 1 <= lc <= self.settings.max_key_bits:
-                raise ProtocolError(f"key length must be 1..{self.settings.max_key_bits} bits")
+            try:
+                lc = check_key_bits(need(message, "lc", int), self.settings.max_key_bits)
+            except ValueError as exc:
+                raise ProtocolError(str(exc)) from None
             now = time.monotonic()
             view = SessionView(pid, "running", None, lc, 0, None, None, None, None, None)
             session = _Session(view, sender, now, now + self.settings.session_ttl)
@@ -233,6 +245,8 @@ class Bob:
             raise ProtocolError("bad or repeated round")
         if not 0 < positions <= MAX_ROUND_POSITIONS:
             raise ProtocolError("bad round size")
+        if session.view.raw_bits + positions > self.settings.max_raw_positions:
+            raise ProtocolError("the session's raw positions would exceed MAX_RAW_POSITIONS")
         try:
             order = decode_indices(need(message, "order", bytes), positions)
             check_permutation(order, positions)
@@ -374,9 +388,9 @@ class Bob:
     async def _on_reveal(self, sender: bytes, address: Address, message: Message) -> Message:
         session = self._session(sender, message)
         bits = need(message, "bits", bytes)
-        if len(bits) != len(session.pool):
-            raise ProtocolError("revealed bits do not match the sifted key length")
-        errors = sum(a != b for a, b in zip(session.pool, bits, strict=True))
+        if len(bits) > len(session.pool):
+            raise ProtocolError("more revealed bits than the sifted key holds")
+        errors = sum(a != b for a, b in zip(session.pool[: len(bits)], bits, strict=True))
         session.view.qber = qber(session.errors + errors, session.sampled + len(bits))
         return {"errors": errors}
 
@@ -390,18 +404,36 @@ class Bob:
             q = need(message, "q", float)
             if not 0.0 <= q <= 0.5:
                 raise ProtocolError("bad QBER")
-            session.cascade = Cascade(n, q, seed)
+            session.cascade = Cascade(n, q, seed, need(message, "re", bool))
             session.cascade_span = (start, n, seed)
+            session.flags = []
         machine = session.cascade
         ranges = machine.queries()
-        theirs = need(message, "par", bytes)
-        if len(theirs) != len(ranges):
-            raise ProtocolError(f"expected {len(ranges)} parities")
-        segment = session.pool[start:]
-        flags = [a != b for a, b in zip(theirs, parities(segment, machine, ranges), strict=True)]
-        for position in machine.answer(flags):
-            session.pool[start + position] ^= 1
-        return {"flags": bytes(flags)}
+        offset, count = need(message, "off", int), need(message, "count", int)
+        if not (offset == len(session.flags) and 0 < count <= MAX_RANGES_PER_MESSAGE
+                and offset + count <= len(ranges)):
+            raise ProtocolError(f"expected parities from {len(session.flags)} of {len(ranges)}")
+        try:
+            theirs = unpack_flags(need(message, "par", bytes), count)
+        except ValueError as exc:
+            raise ProtocolError(f"parities: {exc}") from None
+        mine = parities(session.pool[start:], machine, ranges[offset : offset + count])
+        flags = [int(a != b) for a, b in zip(theirs, mine, strict=True)]
+        session.flags += flags
+        if len(session.flags) == len(ranges):
+            for position in machine.answer([bool(f) for f in session.flags]):
+                session.pool[start + position] ^= 1
+            session.flags = []
+        return {"flags": pack_flags(flags)}
+
+    async def _on_verify(self, sender: bytes, address: Address, message: Message) -> Message:
+        """Error verification: is Alice's hash of her reconciled key ours too?"""
+        session = self._session(sender, message)
+        seed, digest = need(message, "seed", bytes), need(message, "hash", bytes)
+        bits = need(message, "bits", int)
+        if len(seed) != SEED_BYTES or not 0 < bits <= min(256, len(session.pool)):
+            raise ProtocolError("bad verification hash")
+        return {"equal": tags_match(toeplitz_hash(session.pool, bits, seed), digest)}
 
     async def _on_confirm(self, sender: bytes, address: Address, message: Message) -> Message:
         session = self._session(sender, message)

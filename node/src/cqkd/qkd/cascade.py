@@ -5,7 +5,13 @@ parities of them; Bob compares with his own and answers one mismatch flag per ra
 feed the flags to their machine, so both derive the same next ranges; only Bob flips the
 bits the machine locates. Every range asked costs one disclosed parity bit (`leaked`).
 
-Passes: block size k1 = ceil(0.73 / QBER), doubling each pass; pass 1 in key order, later
+Passes (Martinez-Mateo, Pacher, Peev, Ciurana, Martin, "Demystifying the information
+reconciliation protocol Cascade", QIC 15 (2015)): the first block size is the power of 2
+nearest FIRST_BLOCK_QBER_PRODUCT / QBER, each later pass's blocks 4 times the previous (the
+paper's k2 ~ 4/QBER; measured here, doubling leaks about 8 % more: bench/README.md). The
+QBER given is the sample's upper bound, a few percent above the estimate, so 0.8 here is
+the usual 0.73 of the estimate (and it picks 32, not 16, near QBER 0.03, where 16 leaked
+3 % more on 16,384 bits). Pass 1 in key order, later
 passes in public pseudo-random orders from a shared seed. Within a step all odd blocks are
 searched at once (one round trip per halving); a corrected bit toggles the parity of its
 block in every pass begun, which starts (or cancels) the search there: the cascade.
@@ -18,22 +24,25 @@ import hashlib
 import math
 from collections.abc import Sequence
 
+from cqkd.qkd.bb84 import from_bytes, pack_bits, to_bytes
+from cqkd.qkd.lengths import h2
 from cqkd.qkd.sorting import order_by_keys
 
 Range = tuple[int, int, int]  # (pass, start, end) in that pass's order
+# Ranges per message: Bob's answer is one datagram (replies are not fragmented, about 8 KB),
+# so a step with more ranges goes in several messages, parities and flags packed 8 a byte.
+MAX_RANGES_PER_MESSAGE = 1 << 15
 PASSES = 4
-QBER_FLOOR = 0.01  # block size for a sample that showed no error
+RECHECK_PASSES = 16  # an odd error count in a random half is missed with probability 1/2
+BLOCK_GROWTH = 4
+FIRST_BLOCK_QBER_PRODUCT = 0.8
+QBER_FLOOR = 0.001  # the smallest QBER blocks are sized for (first block 512 bits)
 
 
-def first_block_size(qber: float, n: int) -> int:
-    return max(2, min(n, math.ceil(0.73 / max(qber, QBER_FLOOR))))
-
-
-def expected_leak_per_bit(qber: float) -> float:
-    """Parities disclosed per key bit, roughly: top-level blocks plus binary searches."""
-    k1 = math.ceil(0.73 / max(qber, QBER_FLOOR))
-    top = sum(1 / (k1 << p) for p in range(PASSES))
-    return top + qber * (math.log2(k1) + 1)
+def block_sizes(qber: float, n: int) -> list[int]:
+    """Each pass's block size, in bits, for n bits at an expected QBER."""
+    k1 = 2 ** round(math.log2(FIRST_BLOCK_QBER_PRODUCT / max(qber, QBER_FLOOR)))
+    return [max(2, min(n, k1 * BLOCK_GROWTH**p)) for p in range(PASSES)]
 
 
 def _public_order(seed: bytes, pass_no: int, n: int) -> list[int]:
@@ -46,42 +55,44 @@ def _public_order(seed: bytes, pass_no: int, n: int) -> list[int]:
     raise ValueError("no distinct sort keys")  # 256 collisions in a row: not in this universe
 
 
-def expected_leak(n: int, qber: float) -> int:
-    """Parities Cascade will likely disclose on n bits: every pass's blocks (at least one
-    each, however short the key) plus the binary searches."""
-    if n < 1:
-        return 0
-    k1 = first_block_size(qber, n)
-    top = sum(math.ceil(n / min(n, k1 << p)) for p in range(PASSES))
-    return top + math.ceil(n * qber * (math.log2(k1) + 1))
-
-
 class Cascade:
-    def __init__(self, n: int, qber: float, seed: bytes) -> None:
+    def __init__(self, n: int, qber: float, seed: bytes, recheck: bool = False) -> None:
+        """Cascade over n bits with blocks for `qber`; with `recheck`, the extra passes that
+        follow a failed verification instead: RECHECK_PASSES passes, each splitting the
+        key into two random halves (BICONF, Brassard-Salvail 1993), which find the few
+        errors Cascade left at a few parities each."""
         if n < 1:
             raise ValueError("nothing to reconcile")
         self.n = n
-        k1 = first_block_size(qber, n)
-        self.block_sizes = [min(n, k1 << p) for p in range(PASSES)]
+        self.block_sizes = [max(1, (n + 1) // 2)] * RECHECK_PASSES if recheck else (
+            block_sizes(qber, n))
+        passes = self.passes = len(self.block_sizes)
         self.orders: list[list[int]] = [list(range(n))]
-        self.orders += [_public_order(seed, p, n) for p in range(1, PASSES)]
+        self.orders += [_public_order(seed, p, n) for p in range(1, passes)]
         self.current_pass = -1
         # A sample without errors: ask every pass's blocks in one round trip; errors then
         # found are still corrected (statuses toggle in every pass begun), at some extra cost.
         self.all_passes_at_once = qber == 0.0
-        self.odd: list[set[int]] = [set() for _ in range(PASSES)]
+        self.odd: list[set[int]] = [set() for _ in range(passes)]
         self.searches: dict[tuple[int, int], tuple[int, int]] = {}
         self.leaked = 0
+        self.corrected: set[int] = set()  # positions flipped an odd number of times
         self._asked: list[Range] | None = None
 
     @functools.cached_property
     def where(self) -> list[list[int]]:
         """where[p][position]: the position's index in pass p's order (only on a flip)."""
-        return [sorted(range(self.n), key=order.__getitem__) for order in self.orders]
+        inverses = []
+        for order in self.orders:
+            inverse = [0] * self.n
+            for index, position in enumerate(order):
+                inverse[position] = index
+            inverses.append(inverse)
+        return inverses
 
     @property
     def done(self) -> bool:
-        return self.current_pass >= PASSES - 1 and not self.searches
+        return self.current_pass >= self.passes - 1 and not self.searches
 
     def queries(self) -> list[Range]:
         """The ranges whose parity comparison the next step needs; [] when finished."""
@@ -92,9 +103,9 @@ class Cascade:
                 (p, start, (start + end) // 2)
                 for (p, _), (start, end) in sorted(self.searches.items())
             ]
-        elif self.current_pass < PASSES - 1:
+        elif self.current_pass < self.passes - 1:
             first = self.current_pass + 1
-            self.current_pass = PASSES - 1 if self.all_passes_at_once else first
+            self.current_pass = self.passes - 1 if self.all_passes_at_once else first
             asked = [
                 (p, start, min(start + self.block_sizes[p], self.n))
                 for p in range(first, self.current_pass + 1)
@@ -129,6 +140,7 @@ class Cascade:
                 continue  # cancelled by a flip earlier in this step
             position = self.orders[key[0]][located[0]]
             flips.append(position)
+            self.corrected ^= {position}
             self._toggle(position)
         return flips
 
@@ -144,8 +156,27 @@ class Cascade:
                 self.searches[(p, block)] = (block * k, min(block * k + k, self.n))
 
 
+def efficiency(leaked: int, corrected: int, n: int) -> float | None:
+    """f = leaked / (n h2(e)) with e = corrected / n, the error rate Cascade corrected
+    (Martinez-Mateo et al. 2015 use the frame's error rate); None when there was no error."""
+    if n < 1 or corrected < 1:
+        return None
+    return leaked / (n * h2(corrected / n))
+
+
 def parities(key: Sequence[int], machine: Cascade, ranges: Sequence[Range]) -> list[int]:
     """This side's parity of each range."""
     return [
         sum(key[i] for i in machine.orders[p][start:end]) & 1 for p, start, end in ranges
     ]
+
+
+def pack_flags(flags: Sequence[int]) -> bytes:
+    """Bits (parities or mismatch flags), 8 a byte, little-endian."""
+    return to_bytes(pack_bits(bytes(flags)), len(flags))
+
+
+def unpack_flags(data: bytes, count: int) -> list[int]:
+    """Inverse of pack_flags; ValueError unless `data` is exactly `count` packed bits."""
+    value = from_bytes(data, count)
+    return [(value >> i) & 1 for i in range(count)]

@@ -122,6 +122,8 @@ async def run_sessions(
     confirmed = [v for v in views if v.outcome == CONFIRMED and protocol.keys_equal(v)]
     durations = [v.duration_seconds or 0.0 for v in views]
     qbers = [v.qber for v in views if v.qber is not None]
+    efficiencies = [v.reconciliation_efficiency for v in views
+                    if v.reconciliation_efficiency is not None]
     outcomes: dict[str, int] = {}
     for view in views:
         outcomes[str(view.outcome)] = outcomes.get(str(view.outcome), 0) + 1
@@ -140,6 +142,10 @@ async def run_sessions(
         "session_p50_seconds": round(_percentile(durations, 0.50), 4),
         "session_p99_seconds": round(_percentile(durations, 0.99), 4),
         "qber_mean": round(statistics.fmean(qbers), 4) if qbers else None,
+        "reconciliation_efficiency_mean": (
+            round(statistics.fmean(efficiencies), 4) if efficiencies else None),
+        "leaked_bits_total": sum(v.leaked_bits or 0 for v in views),
+        "raw_positions_total": sum(v.raw_bits for v in views),
         "final_key_bits_per_second": round(key_bits * len(confirmed) / elapsed, 1),
         "outcomes": outcomes,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cqkd.metrics import LEAKED, QBER, RECONCILIATION_EFFICIENCY, SESSION_DURATION, SESSIONS
+
 ALICE_ROLES = ("QSG", "BG_A", "QPP", "QPM", "QPC")
 BOB_ROLES = ("BG_B",)
 ROLES = ALICE_ROLES + BOB_ROLES
@@ -37,6 +39,10 @@ class SessionView:
     duration_seconds: float | None
     key_id: str | None
     error: str | None
+    # Error correction: bits disclosed (Cascade's parities and the verification hashes),
+    # and its efficiency f = Cascade's parities / (n h2(e)), e the error rate it corrected.
+    leaked_bits: int | None = None
+    reconciliation_efficiency: float | None = None
 
 
 class SessionFailed(Exception):
@@ -45,3 +51,16 @@ class SessionFailed(Exception):
     def __init__(self, outcome: str, message: str) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+def record_session(view: SessionView, party: str) -> None:
+    """Count an ended session in the metrics of `party` (alice or bob); error correction's
+    figures at Alice only, so that one process holding both counts them once."""
+    SESSIONS.labels(party=party, outcome=view.outcome).inc()
+    SESSION_DURATION.labels(party=party).observe(view.duration_seconds or 0.0)
+    if view.qber is not None:
+        QBER.labels(party=party).set(view.qber)
+    if party == "alice" and view.leaked_bits is not None:
+        LEAKED.inc(view.leaked_bits)
+        if view.reconciliation_efficiency is not None:
+            RECONCILIATION_EFFICIENCY.observe(view.reconciliation_efficiency)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 from cqkd.dht.protocol import MAX_PAYLOAD_BYTES
-from cqkd.qkd import channel
+from cqkd.qkd import fragments
 from cqkd.qkd.allocation import DEDICATED, POOLED
 from cqkd.qkd.cascade import MAX_RANGES_PER_MESSAGE, pack_flags, unpack_flags
 from cqkd.qkd.lengths import (
@@ -94,7 +94,7 @@ def test_rounds_are_split_to_what_every_receiver_accepts() -> None:
     # under the channel's message cap.
     rounds = split_positions(1_500_000, 1000, POOLED)
     assert max(rounds) <= ROUND_POSITIONS_MAX == round_capacity(1000, POOLED)
-    assert 4 * ROUND_POSITIONS_MAX <= channel._MAX_MESSAGE_BYTES // 2
+    assert 4 * ROUND_POSITIONS_MAX <= fragments.MAX_MESSAGE_BYTES // 2
     assert split_positions(100, 60, DEDICATED) == [10] * 10  # one worker per role and position
     assert split_positions(0, 6, POOLED) == []
 

@@ -63,6 +63,8 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
         problem = str(error.get("msg", "invalid"))
         if kind == "extra_forbidden":
             location, problem = location[:-1], "a field the schema does not define"
+        elif kind == "value_error":  # the project's own validators, which quote no input
+            problem = str((error.get("ctx") or {}).get("error", problem))
         elif _QUOTING_CONTEXT & set(error.get("ctx") or {}):
             problem = f"invalid value ({kind})"
         details.append({"field": ".".join(str(part) for part in location), "problem": problem})

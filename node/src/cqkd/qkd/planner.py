@@ -23,7 +23,7 @@ from cqkd.qkd.lengths import (
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS
 
 # Positions per round: the permutation (4 bytes each) then fills half of the 1 MiB cap of
-# one channel message (channel._MAX_MESSAGE_BYTES), the chain list and sealing the rest.
+# one channel message (fragments.MAX_MESSAGE_BYTES), the chain list and sealing the rest.
 ROUND_POSITIONS_MAX = 1 << 17
 SIFTED_PER_POSITION = 0.5  # BB84: Bob guesses Alice's basis half of the time
 # Cascade's leak as a multiple of n h2(QBER), for planning only (the session counts the

@@ -48,7 +48,7 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import choose_sample, qber, remove_indices
 from cqkd.qkd.keystore import CONTROL, KeyStore
-from cqkd.qkd.lengths import Security, check_key_bits, final_key_bits
+from cqkd.qkd.lengths import Security, check_key_bits, final_key_bits, worker_exposure_bits
 from cqkd.qkd.planner import (
     SIFTED_PER_POSITION,
     blocks_qber,
@@ -269,6 +269,8 @@ class Alice:
                     "bits": bytes(fresh[i] for i in indices),
                 })
                 round_no += 1
+                # What one QPP or QPM of this round learned is charged like disclosed bits.
+                leaked += math.ceil(worker_exposure_bits(len(fresh)))
                 errors += _count(reply, "errors", len(indices))
                 sampled += len(indices)
                 pool.extend(remove_indices(fresh, indices))

@@ -85,6 +85,19 @@ def final_key_bits(n: int, k: int, q: float, leaked: float, security: Security) 
     return max(0, math.floor(bits))
 
 
+def worker_exposure_bits(round_sifted: int) -> float:
+    """Bits one curious worker can learn about the key from one round of `round_sifted`
+    sifted bits: log2(round_sifted + 1).
+
+    A QPP or QPM knows the values of its chunk's sifted bits, but not where π puts them in
+    the key, so all it holds about the key is how many of them are 1: one of at most
+    round_sifted + 1 values. By the chain rule of smooth min-entropy, side information of
+    that many values costs at most its log2 in key length (TLGR 2012, Eq. (2), counted like
+    the leakage of error correction). A worker serves at most one chunk per round, so a
+    session charges this once per round (PROTOCOL.md, "Threat model")."""
+    return math.log2(round_sifted + 1)
+
+
 def expected_final_bits(
     sifted: int, fraction: float, q: float, efficiency: float, security: Security
 ) -> int:

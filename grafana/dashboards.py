@@ -471,7 +471,13 @@ def main(argv: list[str]) -> int:
     output = Path(argv[0]) if argv else OUTPUT_DIR
     output.mkdir(parents=True, exist_ok=True)
     for uid, build in DASHBOARDS.items():
-        (output / f"{uid}.json").write_text(render(build))
+        text = render(build)
+        path = output / f"{uid}.json"
+        path.write_text(text)
+        panels = [p for p in json.loads(text)["panels"] if p["type"] != "row"]
+        queries = sum(len(p["targets"]) for p in panels)
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        print(f"{shown}: {len(panels)} panels, {queries} queries")
     return 0
 
 

@@ -118,8 +118,7 @@ def _small_network_series() -> dict[str, str]:
             f"cqkd_dht_query_timeout_seconds{{{node}}}": "5x60",
             f"cqkd_dht_network_size_estimate{{{node}}}": "15x60",
         }
-    series[f'cqkd_role_operations_total{{job="worker", instance="h:7001", role="QSG"}}'] = (
-        "0+4x60")
+    series['cqkd_role_operations_total{job="worker", instance="h:7001", role="QSG"}'] = "0+4x60"
     for party in ("alice", "bob"):
         endpoint = f'job="{party}", instance="{nodes[party]}", party="{party}"'
         series |= {

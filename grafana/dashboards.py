@@ -158,10 +158,18 @@ class Layout:
         self.row_height = max(self.row_height, height)
 
 
-def _dashboard(uid: str, title: str, tags: list[str]) -> tuple[dashboard.Dashboard, Layout]:
+def _dashboard(
+    uid: str, title: str, description: str, tags: list[str]
+) -> tuple[dashboard.Dashboard, Layout]:
+    """A dashboard with the CQKD conventions: read-only (Grafana provisions it from files),
+    a shared crosshair, UTC, links to the other CQKD dashboards, `job` and `instance`."""
     board = (
-        dashboard.Dashboard(f"CQKD / {title}").uid(uid).tags(["cqkd", *tags])
-        .refresh("30s").time("now-1h", "now").timezone("browser").editable()
+        dashboard.Dashboard(f"CQKD / {title}").uid(uid).description(description)
+        .tags(["cqkd", *tags]).refresh("30s").time("now-1h", "now").timezone("utc")
+        .readonly().tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
+        .link(dashboard.DashboardLink("CQKD dashboards")
+              .type(dashboard_models.DashboardLinkType.DASHBOARDS).tags(["cqkd"])
+              .as_dropdown(False).include_vars(True).keep_time(True))
         .with_variable(_variable("job", "label_values(cqkd_build_info, job)"))
         .with_variable(_variable(
             "instance", 'label_values(cqkd_build_info{job=~"$job"}, instance)'))
@@ -171,7 +179,12 @@ def _dashboard(uid: str, title: str, tags: list[str]) -> tuple[dashboard.Dashboa
 
 def dht_dashboard() -> dashboard.Dashboard:
     """Discovery, queries, network size and churn, and the live adaptive parameters."""
-    board, layout = _dashboard("cqkd-dht", "DHT network", ["dht"])
+    board, layout = _dashboard(
+        "cqkd-dht", "DHT network",
+        "Discovery time, query success rate, network size and churn of the Kademlia DHT, and "
+        "the adaptive Kademlia parameters each node uses.",
+        ["dht"],
+    )
     layout.row("Overview")
     layout.add(6, 5, stat_panel(
         "Nodes up", "Scrape targets of the selected jobs that answered the last scrape.",
@@ -294,7 +307,11 @@ def dht_dashboard() -> dashboard.Dashboard:
 
 def resources_dashboard() -> dashboard.Dashboard:
     """CPU and memory of every node's process, per node and per job, and versions."""
-    board, layout = _dashboard("cqkd-resources", "Node resources", ["resources"])
+    board, layout = _dashboard(
+        "cqkd-resources", "Node resources",
+        "CPU and memory of every node, from the process metrics each node exports.",
+        ["resources"],
+    )
     layout.row("Per node")
     layout.add(12, 8, timeseries_panel(
         "CPU per node",
@@ -333,7 +350,12 @@ def resources_dashboard() -> dashboard.Dashboard:
 
 def sessions_dashboard() -> dashboard.Dashboard:
     """Key sessions: outcomes, durations, QBER, key bits, error correction, worker roles."""
-    board, layout = _dashboard("cqkd-sessions", "Key sessions", ["qkd"])
+    board, layout = _dashboard(
+        "cqkd-sessions", "Key sessions",
+        "Key sessions as Alice and Bob count them: rate, duration, outcomes, QBER, key bits by "
+        "stage, error correction; and the role operations of the workers.",
+        ["qkd"],
+    )
     layout.row("Overview")
     layout.add(6, 5, stat_panel(
         "Confirmed sessions",
@@ -432,9 +454,9 @@ def sessions_dashboard() -> dashboard.Dashboard:
     efficiency = (
         bargauge.Panel().title("Cascade efficiency").description(
             "Sessions over the dashboard's time range by Cascade's efficiency f = disclosed "
-            "parities / (n h2(e)): 1 is the Shannon limit, Cascade reaches about 1.1 to 1.2. "
-            "Only sessions with errors to correct count: all bars stay at 0 on a noiseless "
-            "channel.")
+            "parities / (n h2(e)), each bar the sessions whose f falls in the bucket that ends "
+            "at its label: 1 is the Shannon limit, Cascade reaches about 1.1 to 1.2. Only "
+            "sessions with errors to correct count: all bars stay at 0 on a noiseless channel.")
         .unit("none").datasource(DATASOURCE)
         .orientation(common_models.VizOrientation.VERTICAL)
         .display_mode(common_models.BarGaugeDisplayMode.GRADIENT)
@@ -444,7 +466,7 @@ def sessions_dashboard() -> dashboard.Dashboard:
         _target(
             "sum by (le) (increase(cqkd_reconciliation_efficiency_ratio_bucket"
             f"{{{NODE}}}[$__range]))",
-            "f ≤ {{le}}", "A", instant=True,
+            "{{le}}", "A", instant=True,
         ).format(prometheus_models.PromQueryFormat.HEATMAP)
     )
     layout.add(12, 8, efficiency)

@@ -24,7 +24,7 @@ teardown:
 
 lint:
 	ruff check .
-	mypy node/src
+	mypy node/src grafana/dashboards.py
 	yamllint .
 	shellcheck .ci/run scripts/*.sh images/*.sh
 	ansible-lint

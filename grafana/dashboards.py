@@ -78,8 +78,8 @@ def _target(expr: str, legend: str, ref_id: str, instant: bool = False) -> prome
 
 
 def _targets(panel: Panel, queries: list[tuple[str, str]], instant: bool) -> None:
-    for ref_id, (expr, legend) in zip("ABCDEFGH", queries, strict=False):
-        panel.with_target(_target(expr, legend, ref_id, instant))
+    for index, (expr, legend) in enumerate(queries):
+        panel.with_target(_target(expr, legend, chr(ord("A") + index), instant))
 
 
 def _thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
@@ -225,7 +225,9 @@ def dht_dashboard() -> dashboard.Dashboard:
         (f"job_quantile:cqkd_dht_discovery_duration_seconds:histogram_quantile{{{JOB}}}",
          "{{job}} p{{quantile}}"),
         ("cqkd:discovery_timeout:seconds", "discovery timeout"),
-    ))
+    # Joins take about a second, the timeout a minute or more: a log axis shows both.
+    ).scale_distribution(common.ScaleDistributionConfig()
+                         .type(common_models.ScaleDistribution.LOG).log(10)))
     layout.add(12, 8, timeseries_panel(
         "Discoveries",
         "Discoveries per second over 5 minutes, by job: joins, rejoins after losing every "

@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # Ansible, Molecule and the tests find the venv's tools (and `cqkd`) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup deploy teardown lint test bench
+.PHONY: setup deploy teardown lint test bench dashboards
 
 setup:
 	scripts/install-host-packages.sh
@@ -24,7 +24,7 @@ teardown:
 
 lint:
 	ruff check .
-	mypy node/src
+	mypy node/src grafana/dashboards.py
 	yamllint .
 	shellcheck .ci/run scripts/*.sh images/*.sh
 	ansible-lint
@@ -36,6 +36,11 @@ test: setup lint
 	pytest --ignore=tests/multihost
 	molecule test --scenario-name default
 	pytest tests/multihost
+
+# Grafana provisions the JSON files, so they are committed; a test fails when they differ
+# from what grafana/dashboards.py makes.
+dashboards:
+	python grafana/dashboards.py
 
 bench: setup
 	for script in bench/*.py; do echo "== $$script"; python "$$script"; done

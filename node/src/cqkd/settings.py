@@ -118,6 +118,17 @@ class Settings(BaseSettings):
                                description="the ETSI default key size, bits, a multiple of 8")
     etsi_max_keys_per_request: int = Field(32, ge=1, le=1024, description="an integer 1..1024")
     etsi_topup_timeout: float = Field(30.0, gt=0, le=600, description="seconds, 0 < t <= 600")
+    # The control API does not pre-generate: /generate-key starts a session to follow by its
+    # process_id. The ETSI SAE pair's keys of ETSI_KEY_SIZE are kept in a pool (qkd/pool.py).
+    key_pool_low: int = Field(
+        32, ge=0, le=10_000_000,
+        description="refill the ETSI key pool when it holds fewer keys, 0..10000000",
+    )
+    key_pool_high: int = Field(
+        64, ge=0, le=10_000_000,
+        description="refill the ETSI key pool up to this many keys (0: no pre-generation; at "
+        "most half KEY_STORE_MAX_KEYS is used), 0..10000000",
+    )
 
     # --- CQKD protocol (issue 3) ---
     owner_key_file: Path | None = Field(

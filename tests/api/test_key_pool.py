@@ -123,9 +123,9 @@ async def test_waiting_requests_are_served_in_arrival_order(pooled: Deployment) 
 
 
 async def test_pool_refills_to_high_after_draining(pooled: Deployment) -> None:
-    pool = pool_of(pooled)
     async with pooled.etsi("alice", "master") as master:
         await until_full(master, pooled, LOW)
+        pool = pool_of(pooled)
         started = pool.sessions_started
         while (stored := await stored_key_count(master, pooled)) >= LOW:
             response = await master.post(pooled.enc_keys, json={"number": min(stored, 32)})

@@ -161,7 +161,7 @@ class KeyPool:
     def _wanted(self) -> int:
         """Sessions to start now: what waiters lack, plus the refill to `high`."""
         stored = self.stored()
-        if stored < self.low:
+        if stored <= self.low:
             self._refilling = True
         elif stored >= self.high:
             self._refilling = False

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import pytest_asyncio
 from api_harness import KME_IDS, WORKERS, Deployment, serve_apis
-from conftest import converged
 from cqkd.api.pki import LocalPki
 from cqkd.local import LocalNetwork
 from cqkd.qkd.network import attach
@@ -29,8 +28,7 @@ FILL_SECONDS = 120.0  # generous: 60 sessions on a loaded 2-core machine
 async def pooled(pki: LocalPki) -> AsyncIterator[Deployment]:
     settings = load_settings(**KME_IDS)
     async with LocalNetwork(settings, workers=WORKERS) as net:
-        protocol = await attach(net, settings)
-        await converged(protocol.alice, protocol.bob)
+        protocol = await attach(net, settings)  # the pool waits until Alice is ready
         parties = {"alice": protocol.alice, "bob": protocol.bob}
         stores = {"alice": protocol.alice_keys, "bob": protocol.bob_keys}
         try:

@@ -1,16 +1,21 @@
 """One settings object for every `cqkd` process, read from the environment (the seed's
-variable names) and from CLI flags, built once in cli.py and passed down."""
+variable names) and from CLI flags, built once in cli.py and passed down.
+
+A plain pydantic model fed by `load_settings`, not pydantic-settings: every field takes its
+variable's raw string (its validators split lists and addresses), so reading the environment
+is one dictionary, and every process (a worker above all) saves pydantic-settings' 3-4 MiB.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cqkd.dht.bootstrap import Strategy
 
@@ -42,10 +47,15 @@ class SettingsError(ValueError):
     """A bad setting, with the one line to show the user."""
 
 
-class Settings(BaseSettings):
+class NoDecode:
+    """Marks a field whose variable is parsed by its own validator (kept from pydantic-settings,
+    where it stops JSON decoding; here every variable is a raw string)."""
+
+
+class Settings(BaseModel):
     """Every knob. The `description` of a field is also its list of accepted values."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     # --- DHT layer ---
     dht_host: str = Field("0.0.0.0", description="an IP address to bind")
@@ -235,13 +245,22 @@ class Settings(BaseSettings):
         return self.dht_port if self.http_port is None else self.http_port
 
 
+def _environment() -> dict[str, str]:
+    """Each field's variable as given, its name in any case (DHT_PORT, dht_port)."""
+    return {
+        key.lower(): value
+        for key, value in os.environ.items()
+        if key.lower() in Settings.model_fields
+    }
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, overridden by explicit values (CLI flags).
 
     Raises SettingsError with one line naming the variable and the accepted values.
     """
     try:
-        return Settings(**overrides)
+        return Settings(**{**_environment(), **overrides})
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "?"

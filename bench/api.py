@@ -46,6 +46,8 @@ async def bench(workers: int, requests: int, key_bits: int) -> dict[str, object]
         master_sae_id="sae-m",
         slave_sae_id="sae-s",
         etsi_key_size=key_bits,
+        key_pool_low=0,  # no keys ahead of demand: each enc_keys waits for its session
+        key_pool_high=0,
     )
     auth = {"Authorization": "Bearer bench-token-0123456789"}
     async with LocalNetwork(settings, workers) as net:

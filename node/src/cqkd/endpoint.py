@@ -30,7 +30,7 @@ from typing import Any
 from cqkd.api.auth import read_token
 from cqkd.api.connection import ConnectionLimits
 from cqkd.api.control import ControlConfig, create_control_app
-from cqkd.api.etsi import EtsiConfig, create_etsi_app
+from cqkd.api.etsi import EtsiConfig, create_etsi_app, key_pool
 from cqkd.api.pki import CertPair, LocalPki, create_local_pki
 from cqkd.api.server import HttpServer, TlsFiles
 from cqkd.dht.node import DhtNode
@@ -44,6 +44,7 @@ from cqkd.qkd.bob import Bob
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.keystore import KeyStore
 from cqkd.qkd.network import attach
+from cqkd.qkd.pool import KeyPool
 from cqkd.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def tls_files(settings: Settings) -> TlsFiles | None:
 
 def etsi_config(settings: Settings, role: Role) -> EtsiConfig:
     kmes = (settings.alice_kme_id, settings.bob_kme_id)
+    # Half the store at most, so that the pool never crowds out other consumers' keys.
+    high = min(settings.key_pool_high, settings.key_store_max_keys // 2)
     own, peer = kmes if role == "alice" else kmes[::-1]
     try:
         return EtsiConfig(
@@ -85,6 +88,8 @@ def etsi_config(settings: Settings, role: Role) -> EtsiConfig:
             max_key_size=settings.max_key_bits - settings.max_key_bits % 8,
             max_key_per_request=settings.etsi_max_keys_per_request,
             topup_timeout_seconds=settings.etsi_topup_timeout,
+            pool_low=min(settings.key_pool_low, high),
+            pool_high=high,
         )
     except ValueError as exc:
         raise SettingsError(f"ETSI_KEY_SIZE / MAX_KEY_BITS: {exc}") from None
@@ -136,9 +141,15 @@ class EndpointApis:
             limits=limits("control"),
         )
         self.etsi: HttpServer | None = None
+        self.pool: KeyPool | None = None
         if tls is not None:
+            config = etsi_config(settings, role)
+            if role == "alice":
+                self.pool = key_pool(
+                    config, keystore, party, lambda: bool(party.network_status()["converged"])
+                )
             app = create_etsi_app(
-                etsi_config(settings, role), keystore, party if role == "alice" else None
+                config, keystore, party if role == "alice" else None, self.pool
             )
             self.etsi = HttpServer(app, host, etsi_port, tls, limits("etsi014"))
         self.role = role
@@ -157,8 +168,12 @@ class EndpointApis:
             return
         await self.etsi.start()
         event(log, "http_listening", role=self.role, api="etsi014", port=self.etsi.port)
+        if self.pool is not None:
+            self.pool.start()
 
     async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.stop()
         servers = [self.control] + ([self.etsi] if self.etsi is not None else [])
         await asyncio.gather(*(server.stop() for server in servers))
 

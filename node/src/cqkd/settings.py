@@ -1,16 +1,21 @@
 """One settings object for every `cqkd` process, read from the environment (the seed's
-variable names) and from CLI flags, built once in cli.py and passed down."""
+variable names) and from CLI flags, built once in cli.py and passed down.
+
+A plain pydantic model fed by `load_settings`, not pydantic-settings: every field takes its
+variable's raw string (its validators split lists and addresses), so reading the environment
+is one dictionary, and every process (a worker above all) saves pydantic-settings' 3-4 MiB.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cqkd.dht.bootstrap import Strategy
 from cqkd.dht.table import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET
@@ -47,10 +52,15 @@ class SettingsError(ValueError):
     """A bad setting, with the one line to show the user."""
 
 
-class Settings(BaseSettings):
+class NoDecode:
+    """Marks a field whose variable is parsed by its own validator (kept from pydantic-settings,
+    where it stops JSON decoding; here every variable is a raw string)."""
+
+
+class Settings(BaseModel):
     """Every knob. The `description` of a field is also its list of accepted values."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     # --- DHT layer ---
     dht_host: str = Field("0.0.0.0", description="an IPv4 address to bind (no IPv6)")
@@ -136,6 +146,17 @@ class Settings(BaseSettings):
                                description="the ETSI default key size, bits, a multiple of 8")
     etsi_max_keys_per_request: int = Field(32, ge=1, le=1024, description="an integer 1..1024")
     etsi_topup_timeout: float = Field(30.0, gt=0, le=600, description="seconds, 0 < t <= 600")
+    # The control API does not pre-generate: /generate-key starts a session to follow by its
+    # process_id. The ETSI SAE pair's keys of ETSI_KEY_SIZE are kept in a pool (qkd/pool.py).
+    key_pool_low: int = Field(
+        32, ge=0, le=10_000_000,
+        description="refill the ETSI key pool when it holds fewer keys, 0..10000000",
+    )
+    key_pool_high: int = Field(
+        64, ge=0, le=10_000_000,
+        description="refill the ETSI key pool up to this many keys (0: no pre-generation; at "
+        "most half KEY_STORE_MAX_KEYS is used), 0..10000000",
+    )
 
     # --- CQKD protocol (issue 3) ---
     owner_key_file: Path | None = Field(
@@ -259,13 +280,22 @@ class Settings(BaseSettings):
         return self.dht_port if self.http_port is None else self.http_port
 
 
+def _environment() -> dict[str, str]:
+    """Each field's variable as given, its name in any case (DHT_PORT, dht_port)."""
+    return {
+        key.lower(): value
+        for key, value in os.environ.items()
+        if key.lower() in Settings.model_fields
+    }
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, overridden by explicit values (CLI flags).
 
     Raises SettingsError with one line naming the variable and the accepted values.
     """
     try:
-        return Settings(**overrides)
+        return Settings(**{**_environment(), **overrides})
     except ValidationError as exc:
         error = exc.errors()[0]
         name = str(error["loc"][0]) if error["loc"] else "?"

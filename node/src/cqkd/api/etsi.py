@@ -1,9 +1,10 @@
 """ETSI GS QKD 014 v1.1.1 key delivery: Alice is the master SAE's KME, Bob the slave's.
 
 Served over HTTPS with client certificates (see auth.py); the calling SAE is the common
-name of its certificate. Alice answers `status` and `enc_keys` to the master SAE, taking
-keys from her store and running key sessions when it holds too few; Bob answers `status`
-and `dec_keys` to the slave SAE with the same keys, by key_ID. Each key is handed out once.
+name of its certificate. Alice answers `status` and `enc_keys` to the master SAE: keys of
+the default size come from her key pool (qkd/pool.py), kept filled ahead of demand, other
+sizes from sessions run for the request; Bob answers `status` and `dec_keys` to the slave
+SAE with the same keys, by key_ID. Each key is handed out once.
 Sizes are in bits (multiples of 8); keys are base64.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import base64
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,6 +28,7 @@ from cqkd.logs import event
 from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyElsewhere, KeyStore, etsi_consumer
 from cqkd.qkd.lengths import check_key_bits
+from cqkd.qkd.pool import KeyPool, PoolUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ class EtsiConfig:
     max_key_per_request: int = 32
     topup_timeout_seconds: float = 30.0
     topup_concurrency: int = 4
+    pool_low: int = 32
+    pool_high: int = 64
 
     def __post_init__(self) -> None:
         sizes = (self.min_key_size, self.key_size, self.max_key_size)
@@ -135,10 +140,33 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def key_pool(
+    config: EtsiConfig,
+    keystore: KeyStore,
+    alice: KeyRequester,
+    ready: Callable[[], bool] = lambda: True,
+) -> KeyPool:
+    """Alice's pool of `config.key_size`-bit keys for the SAE pair; start() it."""
+    return KeyPool(
+        keystore,
+        alice.run_session,
+        _consumer(config),
+        config.key_size,
+        low=config.pool_low,
+        high=config.pool_high,
+        concurrency=config.topup_concurrency,
+        ready=ready,
+    )
+
+
 def create_etsi_app(
-    config: EtsiConfig, keystore: KeyStore, alice: KeyRequester | None = None
+    config: EtsiConfig,
+    keystore: KeyStore,
+    alice: KeyRequester | None = None,
+    pool: KeyPool | None = None,
 ) -> FastAPI:
-    """Alice's app (pass `alice`, who runs sessions to top up) or Bob's."""
+    """Alice's app (pass `alice`, who runs sessions, and her started `pool` of default-size
+    keys; without a pool every request runs its own sessions) or Bob's."""
     app = FastAPI(
         title=f"CQKD {config.role.capitalize()} KME: ETSI GS QKD 014",
         version=__version__,
@@ -152,21 +180,22 @@ def create_etsi_app(
     if config.role == "alice":
         if alice is None:
             raise ValueError("Alice's ETSI app needs Alice to run top-up sessions")
-        _add_master_routes(app, config, keystore, _TopUp(config, keystore, alice))
+        _add_master_routes(app, config, keystore, _TopUp(config, keystore, alice, pool))
     else:
         _add_slave_routes(app, config, keystore)
     return app
 
 
-def _status(config: EtsiConfig, keystore: KeyStore) -> Status:
+def _status(config: EtsiConfig, keystore: KeyStore, pool: KeyPool | None = None) -> Status:
     alice_side = config.role == "alice"
+    stored = pool.stored() if pool is not None else keystore.count(consumer=_consumer(config))
     return Status(
         source_KME_ID=config.kme_id if alice_side else config.peer_kme_id,
         target_KME_ID=config.peer_kme_id if alice_side else config.kme_id,
         master_SAE_ID=config.master_sae_id,
         slave_SAE_ID=config.slave_sae_id,
         key_size=config.key_size,
-        stored_key_count=keystore.count(consumer=_consumer(config)),
+        stored_key_count=stored,
         max_key_count=keystore.max_keys,
         max_key_per_request=config.max_key_per_request,
         max_key_size=config.max_key_size,
@@ -198,12 +227,16 @@ def _encode(keys: list[tuple[str, bytes]]) -> KeyContainer:
 
 
 class _TopUp:
-    """Takes keys from Alice's store, running sessions for the shortfall."""
+    """Takes keys from Alice's pool, or for other sizes from her store, running sessions
+    for the shortfall."""
 
-    def __init__(self, config: EtsiConfig, keystore: KeyStore, alice: KeyRequester) -> None:
+    def __init__(
+        self, config: EtsiConfig, keystore: KeyStore, alice: KeyRequester, pool: KeyPool | None
+    ) -> None:
         self.config = config
         self.keystore = keystore
         self.alice = alice
+        self.pool = pool
         self.slots = asyncio.Semaphore(config.topup_concurrency)
 
     async def _session(self, size: int) -> Any:
@@ -211,6 +244,16 @@ class _TopUp:
             return await self.alice.run_session(size, _consumer(self.config))
 
     async def take(self, number: int, size: int) -> list[tuple[str, bytes]]:
+        if self.pool is not None and size == self.pool.key_bits:
+            try:
+                async with asyncio.timeout(self.config.topup_timeout_seconds):
+                    return await self.pool.take(number)
+            except TimeoutError:
+                raise ApiError(
+                    503, "keys not available yet: key sessions are too slow; retry"
+                ) from None
+            except PoolUnavailable as exc:
+                raise ApiError(503, str(exc)) from None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.topup_timeout_seconds
         consumer = _consumer(self.config)
@@ -258,7 +301,7 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
     async def get_status(slave_SAE_ID: str, caller: Caller) -> Status:
         """Status of the key link to the slave SAE."""
         _check_caller(caller, config.master_sae_id, slave_SAE_ID, config.slave_sae_id)
-        return _status(config, keystore)
+        return _status(config, keystore, topup.pool)
 
     async def enc_keys(slave_sae_id: str, caller: str, request: KeyRequest) -> KeyContainer:
         _check_caller(caller, config.master_sae_id, slave_sae_id, config.slave_sae_id)

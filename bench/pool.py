@@ -1,0 +1,131 @@
+"""Alice's KME key pool under 20 concurrent SAEs, and its sustained refill rate.
+
+    .venv/bin/python bench/pool.py [--workers 15] [--high 1000] [--numbers 1 8 32]
+
+Runs `cqkd local --serve` (15 workers, Alice, Bob and their APIs) in its own process with
+KEY_POOL_LOW = high / 4 and KEY_POOL_HIGH = high, so that the clients here do not share its
+event loop. Then:
+  fill     from Alice's first pooled key until the pool holds `high` keys: the sustained
+           refill rate in keys/s and kbit/s of final key (status endpoint polled every 0.1 s)
+  enc_keys for each `number`: 20 SAE clients (own TLS connections, kept alive) ask for
+           `number` keys again and again while the pool lasts (about `high` keys in all),
+           then the rest is taken down to `low` and the refill to `high` is timed again
+Prints one JSON object; latencies in ms (p50/p99). Nothing here is asserted.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+CLIENTS = 20
+KEY_BITS = 256
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return {"p50_ms": round(cuts[49] * 1000, 1), "p99_ms": round(cuts[98] * 1000, 1),
+            "max_ms": round(max(samples) * 1000, 1), "requests": len(samples)}
+
+
+async def stored(client: httpx.AsyncClient, slave: str) -> int:
+    return int((await client.get(f"/api/v1/keys/{slave}/status")).json()["stored_key_count"])
+
+
+async def fill(client: httpx.AsyncClient, slave: str, high: int) -> dict[str, float]:
+    """Until the pool holds `high` keys, from now or (empty pool) from its first key: the
+    rate at which it refills."""
+    # An HTTP client learns the pool's size only by asking again.
+    while not (count := await stored(client, slave)):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    began, start_count = time.perf_counter(), count
+    while (count := await stored(client, slave)) < high:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    seconds = time.perf_counter() - began
+    rate = (count - start_count) / seconds if seconds else 0.0
+    return {"keys": count - start_count, "seconds": round(seconds, 2),
+            "keys_per_second": round(rate, 1), "kbit_per_second": round(rate * KEY_BITS / 1000, 2)}
+
+
+async def drain(client: httpx.AsyncClient, slave: str, low: int) -> None:
+    """Take keys until the pool holds `low` or fewer, which starts its refill."""
+    while (count := await stored(client, slave)) > low:
+        response = await client.post(
+            f"/api/v1/keys/{slave}/enc_keys", json={"number": min(32, count - low)}
+        )
+        response.raise_for_status()
+
+
+async def burst(clients: list[httpx.AsyncClient], slave: str, number: int, high: int) -> Any:
+    rounds = max(1, high // (CLIENTS * number))
+    latencies: list[float] = []
+    key_ids: set[str] = set()
+
+    async def sae(client: httpx.AsyncClient) -> None:
+        for _ in range(rounds):
+            began = time.perf_counter()
+            response = await client.post(f"/api/v1/keys/{slave}/enc_keys", json={"number": number})
+            latencies.append(time.perf_counter() - began)
+            response.raise_for_status()
+            key_ids.update(key["key_ID"] for key in response.json()["keys"])
+
+    await asyncio.gather(*(sae(client) for client in clients))
+    assert len(key_ids) == CLIENTS * rounds * number, "a key was handed out twice"
+    return {"number": number, **summary(latencies)}
+
+
+async def bench(args: argparse.Namespace, low: int, announced: dict[str, Any]) -> dict[str, Any]:
+    master, slave = announced["master_sae"], announced["slave_sae"]["id"]
+    context = ssl.create_default_context(cafile=announced["ca"])
+    context.load_cert_chain(master["cert"], master["key"])
+    clients = [httpx.AsyncClient(base_url=announced["alice_etsi"], verify=context, timeout=60)
+               for _ in range(CLIENTS)]
+    try:
+        result: dict[str, Any] = {"workers": args.workers, "clients": CLIENTS,
+                                  "key_bits": KEY_BITS, "high": args.high, "low": low}
+        result["fill"] = await fill(clients[0], slave, args.high)
+        for client in clients:  # connected and TLS done before timing
+            await stored(client, slave)
+        result["enc_keys"] = []
+        for number in args.numbers:
+            result["enc_keys"].append(await burst(clients, slave, number, args.high))
+            await drain(clients[0], slave, low)
+            result["enc_keys"][-1]["refill"] = await fill(clients[0], slave, args.high)
+        return result
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=15)
+    parser.add_argument("--high", type=int, default=1000)
+    parser.add_argument("--low", type=int, default=None, help="default: high / 4")
+    parser.add_argument("--numbers", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    low = args.high // 4 if args.low is None else args.low
+    env = {**os.environ, "KEY_POOL_HIGH": str(args.high), "KEY_POOL_LOW": str(low),
+           "ETSI_KEY_SIZE": str(KEY_BITS), "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "cqkd", "local", "--serve", "--api-ports", "any",
+               "--workers", str(args.workers), "--json"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        announced = json.loads(process.stdout.readline())
+        print(json.dumps(asyncio.run(bench(args, low, announced))))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

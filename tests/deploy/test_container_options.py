@@ -1,6 +1,7 @@
 """Every container the deployment runs has the hardened options of roles/cqkd_container,
-read back from `docker inspect`: a rotated json-file log, a pids limit, no capabilities and
-no privilege gain."""
+read back from `docker inspect`: a rotated json-file log, a pids limit, no capabilities, no
+privilege gain, a read-only root with a tmpfs /tmp, an init, the shared restart policy, the
+project label and a non-root user."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from deploy_helpers import REPO, Deployment, deployed_containers
 SHARED = yaml.safe_load((REPO / "roles/cqkd_container/defaults/main.yml").read_text())
 
 
-def test_every_container_has_log_rotation_and_a_pids_limit(deployment: Deployment) -> None:
+def test_every_container_has_the_shared_hardened_options(deployment: Deployment) -> None:
     names = sorted(deployed_containers())
     inspected = json.loads(subprocess.check_output(["docker", "inspect", *names]))
     roles = {c["Config"]["Labels"]["io.cqkd.role"] for c in inspected}
@@ -31,3 +32,14 @@ def test_every_container_has_log_rotation_and_a_pids_limit(deployment: Deploymen
         assert host["PidsLimit"] == SHARED["cqkd_container_pids_limit"], name
         assert host["CapDrop"] == ["ALL"], name
         assert host["SecurityOpt"] == ["no-new-privileges"], name
+        assert host["ReadonlyRootfs"] is True, name
+        assert host["Tmpfs"] == {"/tmp": f"size={SHARED['cqkd_container_tmp_size']},mode=1777"}, (
+            name
+        )
+        assert host["Init"] is True, name
+        assert host["RestartPolicy"]["Name"] == SHARED["cqkd_container_restart_policy"], name
+        assert container["Config"]["Labels"]["io.cqkd.project"] == "cqkd", name
+        # Set by the role, not left to the image: the uid the role's files belong to.
+        user = container["Config"]["User"]
+        assert user and user.split(":")[0] not in ("0", "root"), (name, user)
+        assert container["Config"]["Labels"].get("io.cqkd.spec"), name

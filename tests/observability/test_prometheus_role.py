@@ -110,6 +110,7 @@ class RolePrometheus:
             "roles": [{
                 "role": "prometheus",
                 "prometheus_image_source": "debian",
+                "prometheus_rules_dir": str(REPO / "prometheus" / "rules"),
                 "prometheus_container_name": self.container,
                 "prometheus_data_volume": self.container,
                 "prometheus_config_dir": str(self.workdir / "config"),

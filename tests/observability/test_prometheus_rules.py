@@ -8,6 +8,7 @@ import yaml
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "prometheus"
 RULES = PROMETHEUS_DIR / "rules"
+TEMPLATE = PROMETHEUS_DIR.parent / "roles/prometheus/templates/prometheus.yml.j2"
 STATIC_RULES = [RULES / "recording.yml", RULES / "alerts.yml"]
 
 
@@ -74,7 +75,7 @@ def _render_config(render, config_dir: Path, targets: dict[str, list[str]]) -> P
     groups = [{"targets": hosts, "labels": {"job": job}} for job, hosts in targets.items()]
     (config_dir / "file_sd" / "cqkd.yml").write_text(yaml.safe_dump(groups))
     config = config_dir / "prometheus.yml"
-    config.write_text(render(PROMETHEUS_DIR / "prometheus.yml.j2", {
+    config.write_text(render(TEMPLATE, {
         "prometheus_config_dir": str(config_dir),
         "prometheus_scrape_interval": "10s",
         "prometheus_scrape_timeout": "5s",

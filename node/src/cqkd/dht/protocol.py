@@ -527,15 +527,15 @@ class CqkdProtocol(KademliaProtocol):
         """Section 2.5 of the paper: store on a newcomer each key of ours that it is among
         the k nearest to, when we are the nearest holder. (kademlia's version digests the
         stored keys, already digests, a second time, so it aims at the wrong ids.)"""
+        own = self.source_node.long_id
         for dkey, value in self.storage:
-            target = Node(dkey)
-            # Buckets are id prefixes: one that does not hold our id holds only nodes nearer
-            # its keys than we are, so we are no key's nearest holder there.
-            bucket = self.router.buckets[self.router.get_bucket_for(target)]
-            if not bucket.has_in_range(self.source_node) and any(
-                peer_id != node.id for peer_id in bucket.nodes
-            ):
+            key = int.from_bytes(dkey, "big")
+            # Most keys have a nearer holder than us among our contacts: one unsorted pass
+            # tells so (a full neighbour search per key for every newcomer was a third of
+            # all CPU at 500 nodes).
+            if not self.router.nearest_of_all(key, key ^ own, {dkey, node.id}):
                 continue
+            target = Node(dkey)
             neighbors = self.router.find_neighbors(target, exclude=node)
             if not neighbors or (
                 node.distance_to(target) < neighbors[-1].distance_to(target)

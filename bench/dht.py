@@ -4,6 +4,13 @@ plus the RSS of one real `cqkd worker` process. Prints a Markdown table; never a
     .venv/bin/python bench/dht.py                        # N = 15 ... 1000, F = 0 and 0.1
     .venv/bin/python bench/dht.py --sizes 15 100 --lookups 200
 
+    .venv/bin/python bench/dht.py --peer stock --sizes 500 --repeat 3   # against kademlia 2.2.3
+
+With `--peer stock`, each size is built alternately by `cqkd local` and by stock `kademlia`
+2.2.3 classes (bench/peers/kademlia_stock.py, same harness definitions, same k, alpha and
+bootstrap count) in a virtualenv of its own, made under STOCK_VENV when missing; it prints
+both, the medians of the interleaved runs and their ratios, and writes a plot.
+
 Each run is a separate process (so peak RSS is per run). UDP receive-buffer drops are read
 from /proc/net/snmp (Udp: RcvbufErrors, host-wide) before and after each run.
 """
@@ -23,6 +30,20 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cqkd-bench"
+STOCK_VENV = CACHE / "kademlia-2.2.3-venv"
+STOCK_SCRIPT = Path(__file__).parent / "peers" / "kademlia_stock.py"
+# figure, report key, scale, unit; lower is better for each.
+COMPARED = (
+    ("start-up", "startup_seconds", 1, "s"),
+    ("discovery", "discovery_seconds", 1, "s"),
+    ("get p50", "lookup_p50_seconds", 1000, "ms"),
+    ("get p99", "lookup_p99_seconds", 1000, "ms"),
+    ("set p50", "set_p50_seconds", 1000, "ms"),
+    ("set p99", "set_p99_seconds", 1000, "ms"),
+    ("CPU per store/get pair", "cpu_per_pair_seconds", 1000, "ms"),
+    ("peak RSS", "peak_rss_bytes", 2**-20, "MiB"),
+)
 # The seed guide's figures by scale: discovery time (s) and query success rate.
 SEED = {15: ("60", "> 95 %"), 50: ("90", "> 90 %"), 100: ("120", "> 85 %")}
 
@@ -60,6 +81,114 @@ def run_local(workers: int, lookups: int, kill: float, seed: int) -> dict[str, o
         kill_fraction=kill, wall_seconds=round(wall, 2), udp_rcvbuf_errors=rcvbuf_errors() - drops
     )
     return report
+
+
+def stock_python() -> Path:
+    """The stock virtualenv's interpreter, made (python3 -m venv, pip install) if missing."""
+    python = STOCK_VENV / "bin" / "python"
+    if not python.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(STOCK_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "kademlia==2.2.3"],
+                       check=True)
+    return python
+
+
+def run_stock(project: dict[str, object], lookups: int, kill: float, seed: int
+              ) -> dict[str, object]:
+    """The same network with stock classes: k, alpha and bootstraps as `project` used."""
+    command = [
+        str(stock_python()), str(STOCK_SCRIPT),
+        "--workers", str(project["workers"]),
+        "--bootstrap-nodes", str(project["bootstrap_nodes"]),
+        "--k", str(project["k"]), "--alpha", str(project["alpha"]),
+        "--lookups", str(lookups), "--kill-fraction", str(kill), "--seed", str(seed),
+    ]
+    began = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"workers": project["workers"], "kill_fraction": kill,
+                "error": done.stderr.strip()[-300:]}
+    report: dict[str, object] = json.loads(done.stdout)
+    report.update(kill_fraction=kill, wall_seconds=round(time.monotonic() - began, 2))
+    return report
+
+
+def median(reports: list[dict[str, object]], key: str) -> float:
+    values = sorted(float(r[key]) for r in reports if key in r)  # type: ignore[arg-type]
+    if not values:
+        return float("nan")
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def compare(pairs: dict[tuple[int, float], tuple[list[dict[str, object]], list[dict[str, object]]]]
+            ) -> str:
+    rows = ["| nodes, killed | figure | this project | stock kademlia 2.2.3 | ratio |",
+            "|---|---|---:|---:|---:|"]
+    for (workers, kill), (ours, stock) in pairs.items():
+        label = f"{workers}, {kill * 100:.0f} %"
+        for name, key, scale, unit in (*COMPARED, ("success", "query_success_rate", 100, "%")):
+            a, b = median(ours, key) * scale, median(stock, key) * scale
+            ratio = f"{a / b:.2f}" if b else "-"
+            rows.append(f"| {label} | {name} | {a:.1f} {unit} | {b:.1f} {unit} | {ratio} |")
+    return "\n".join(rows)
+
+
+def plot(pairs: dict[tuple[int, float], tuple[list[dict[str, object]], list[dict[str, object]]]],
+         out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(pairs)
+    fig, axes = plt.subplots(1, len(COMPARED), figsize=(3 * len(COMPARED), 3.4))
+    for axis, (name, key, scale, unit) in zip(axes, COMPARED, strict=True):
+        labels = [f"{w}/{k * 100:.0f}%" for w, k in cases]
+        xs = range(len(cases))
+        ours = [median(pairs[c][0], key) * scale for c in cases]
+        stock = [median(pairs[c][1], key) * scale for c in cases]
+        axis.bar([x - 0.2 for x in xs], ours, 0.4, label="cqkd")
+        axis.bar([x + 0.2 for x in xs], stock, 0.4, label="stock kademlia")
+        axis.set_xticks(list(xs), labels)
+        axis.set_title(name, fontsize=9)
+        axis.set_ylabel(unit)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("DHT: cqkd against stock kademlia 2.2.3 (nodes/killed; lower is better)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def main_stock(args: argparse.Namespace) -> None:
+    pairs: dict[tuple[int, float], tuple[list[dict[str, object]], list[dict[str, object]]]] = {}
+    for workers in args.sizes:
+        for kill in args.kill_fractions:
+            ours: list[dict[str, object]] = []
+            stock: list[dict[str, object]] = []
+            for attempt in range(args.repeat):  # interleaved: both see the same load
+                seed = args.seed + attempt
+                mine = run_local(workers, args.lookups, kill, seed)
+                print(json.dumps(mine), file=sys.stderr, flush=True)
+                if "error" in mine:
+                    break
+                ours.append(mine)
+                theirs = run_stock(mine, args.lookups, kill, seed)
+                print(json.dumps(theirs), file=sys.stderr, flush=True)
+                if "error" not in theirs:
+                    stock.append(theirs)
+            pairs[(workers, kill)] = (ours, stock)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = RESULTS / f"dht-stock-{stamp}.json"
+    out.write_text(json.dumps([{"workers": w, "kill_fraction": k, "cqkd": a, "stock": b}
+                               for (w, k), (a, b) in pairs.items()], indent=1))
+    figure = RESULTS / f"dht-stock-{stamp}.png"
+    plot(pairs, figure)
+    print(compare(pairs))
+    print()
+    print(f"Medians of {args.repeat} interleaved runs each; load average at the end "
+          f"{os.getloadavg()[0]:.1f}. Raw results: {out}; plot: {figure}")
 
 
 def worker_rss() -> dict[str, int]:
@@ -133,7 +262,12 @@ def main() -> None:
     parser.add_argument("--kill-fractions", type=float, nargs="+", default=[0.0, 0.1])
     parser.add_argument("--lookups", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--peer", choices=["stock"], help="compare with stock kademlia 2.2.3")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs (--peer)")
     args = parser.parse_args()
+    if args.peer == "stock":
+        main_stock(args)
+        return
     reports = []
     for workers in args.sizes:
         for kill in args.kill_fractions:

@@ -54,3 +54,19 @@ def test_indexed_heap_membership_and_no_return_after_removal() -> None:
     assert nodes[0].id not in heap.get_ids()
     distances = [n.distance_to(heap.node) for n in heap]
     assert distances == sorted(distances) and len(distances) == 3
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_nearest_of_all_agrees_with_a_full_scan(seed: int) -> None:
+    rng = random.Random(seed)
+    own = _node(rng)
+    table = FastRoutingTable(_Protocol(), 20, own)
+    for port in range(1000):
+        table.add_contact(_node(rng, port + 1))
+    members = [n for bucket in table.buckets for n in bucket.nodes.values()]
+    for trial in range(200):
+        target = (rng.choice(members) if trial % 3 == 0 else _node(rng)).long_id
+        skip = {rng.choice(members).id}
+        distance = target ^ own.long_id
+        expected = all(n.long_id ^ target > distance for n in members if n.id not in skip)
+        assert table.nearest_of_all(target, distance, skip) is expected

@@ -183,20 +183,29 @@ def _percentile(values: list[float], fraction: float) -> float:
 async def run_lookups(net: LocalNetwork, lookups: int) -> dict[str, Any]:
     """`lookups` store/get pairs between random running nodes, one at a time."""
     durations: list[float] = []
+    set_durations: list[float] = []
     found = 0
+    cpu = time.process_time()
     for index in range(lookups):
         nodes = net.nodes
         writer, reader = net.rng.choice(nodes), net.rng.choice(nodes)
         key, value = f"cqkd-local-{index}-{os.urandom(4).hex()}", os.urandom(16).hex()
+        began = time.monotonic()
         await writer.set(key, value)
+        set_durations.append(time.monotonic() - began)
         began = time.monotonic()
         got = await reader.get(key)
         durations.append(time.monotonic() - began)
         found += got == value
+    cpu = time.process_time() - cpu
     return {
         "lookups": lookups,
         "lookup_p50_seconds": round(_percentile(durations, 0.50), 6),
         "lookup_p99_seconds": round(_percentile(durations, 0.99), 6),
+        "set_p50_seconds": round(_percentile(set_durations, 0.50), 6),
+        "set_p99_seconds": round(_percentile(set_durations, 0.99), 6),
+        # CPU of the whole process (every node) per store/get pair.
+        "cpu_per_pair_seconds": round(cpu / lookups, 6) if lookups else None,
         "query_success_rate": round(found / lookups, 6) if lookups else None,
     }
 

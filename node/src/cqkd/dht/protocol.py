@@ -32,6 +32,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -131,6 +132,22 @@ def _reject(reason: str) -> None:
     DHT_REJECTED_DATAGRAMS.labels(reason=reason).inc()
 
 
+# Every datagram comes with a new (host, port) tuple and host string, and a node keeps the
+# address of each peer in several tables (rate limits, proven addresses, routing index,
+# contacts): one shared copy per address saved a fifth of the DHT's memory at 300 nodes.
+_ADDRESSES: dict[Any, Any] = {}
+_MAX_SHARED_ADDRESSES = 1 << 16
+
+
+def _shared(addr: Any) -> Any:
+    known = _ADDRESSES.get(addr)
+    if known is None:
+        if len(_ADDRESSES) >= _MAX_SHARED_ADDRESSES:  # forged sources: start over
+            _ADDRESSES.clear()
+        known = _ADDRESSES[addr] = (sys.intern(addr[0]), *addr[1:])
+    return known
+
+
 class CqkdProtocol(KademliaProtocol):
     def __init__(
         self,
@@ -188,6 +205,7 @@ class CqkdProtocol(KademliaProtocol):
         # during a join storm) then answers late and its peers time out. Drain a batch.
         # Stop before reading a datagram this call will not handle: that one would be lost.
         for left in range(DRAIN_BATCH - 1, -1, -1):
+            addr = _shared(addr)
             try:
                 reason = self._handle_datagram(data, addr)
             except Exception as exc:
@@ -527,15 +545,15 @@ class CqkdProtocol(KademliaProtocol):
         """Section 2.5 of the paper: store on a newcomer each key of ours that it is among
         the k nearest to, when we are the nearest holder. (kademlia's version digests the
         stored keys, already digests, a second time, so it aims at the wrong ids.)"""
+        own = self.source_node.long_id
         for dkey, value in self.storage:
-            target = Node(dkey)
-            # Buckets are id prefixes: one that does not hold our id holds only nodes nearer
-            # its keys than we are, so we are no key's nearest holder there.
-            bucket = self.router.buckets[self.router.get_bucket_for(target)]
-            if not bucket.has_in_range(self.source_node) and any(
-                peer_id != node.id for peer_id in bucket.nodes
-            ):
+            key = int.from_bytes(dkey, "big")
+            # Most keys have a nearer holder than us among our contacts: one unsorted pass
+            # tells so (a full neighbour search per key for every newcomer was a third of
+            # all CPU at 500 nodes).
+            if not self.router.nearest_of_all(key, key ^ own, {dkey, node.id}):
                 continue
+            target = Node(dkey)
             neighbors = self.router.find_neighbors(target, exclude=node)
             if not neighbors or (
                 node.distance_to(target) < neighbors[-1].distance_to(target)

@@ -41,8 +41,10 @@ def test_verification_passes_and_reports(deployment: Deployment) -> None:
     output = deployment.first_run.output
     assert "256-bit key confirmed" in output, deployment.first_run.explain()
     assert "discovery: Alice saw every worker" in output
-    assert "curl http://127.0.0.1:8001/health" in output
-    assert "curl http://127.0.0.1:8002/health" in output
+    # /health at the DHT port numbers: reachable from any host, unlike the control API.
+    assert "curl http://127.0.0.1:6000/health" in output
+    assert "curl http://127.0.0.1:6001/health" in output
+    assert "new key (on Alice's host)" in output
 
 
 def test_second_run_changes_nothing(deployment: Deployment) -> None:

@@ -97,3 +97,12 @@ def test_worker_without_bootstrap_nodes_is_a_usage_error(
 ) -> None:
     assert main(["worker", "--dht-port", "0"]) == 2
     assert "BOOTSTRAP_NODES" in capsys.readouterr().err
+
+
+def test_a_refused_secret_is_not_repeated_in_the_error() -> None:
+    # The one-line settings error goes to the log: it names the variable, not the value.
+    secret = ["hunter2-hunter2-hunter2"]
+    with pytest.raises(SettingsError) as refused:
+        load_settings(api_token=secret)
+    assert "API_TOKEN" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

@@ -302,6 +302,9 @@ def load_settings(**overrides: Any) -> Settings:
         field = Settings.model_fields.get(name)
         accepted = field.description if field else ""
         reason = str(error["msg"]).removeprefix("Value error, ")
+        # A secret's refused value is never repeated: this line goes to the process's log.
+        shown = "<secret>" if field and field.annotation and "SecretStr" in str(
+            field.annotation) else repr(error.get("input"))
         raise SettingsError(
-            f"invalid setting {name.upper()}={error.get('input')!r}: {reason}; accepted: {accepted}"
+            f"invalid setting {name.upper()}={shown}: {reason}; accepted: {accepted}"
         ) from None

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import httpx
-from cqkd.api.pki import create_local_pki
 from cqkd.api.server import TlsFiles
 from cqkd.endpoint import EndpointApis
-from cqkd.local import LOOPBACK, LocalNetwork
-from cqkd.qkd.network import attach
 from cqkd.settings import load_settings
+from cqkd.sim.network import LOOPBACK, LocalNetwork
+from cqkd.sim.pki import create_local_pki
+from cqkd.sim.sessions import attach
 
 
 def summary(samples: list[float]) -> dict[str, float]:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cqkd.api.pki import LocalPki, create_local_pki
 from cqkd.endpoint import EndpointApis
 from cqkd.qkd.keystore import KeyStore
 from cqkd.settings import Settings, load_settings
+from cqkd.sim.pki import LocalPki, create_local_pki
 
 TOKEN = "test-token-0123456789abcdef"
 MASTER_SAE, SLAVE_SAE = "sae-master-1", "sae-slave-1"

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from api_harness import KME_IDS, WORKERS, Deployment, make_pki, serve_apis
-from cqkd.api.pki import LocalPki
-from cqkd.local import LocalNetwork
-from cqkd.qkd.network import attach
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.pki import LocalPki
+from cqkd.sim.sessions import attach
 
 CONVERGENCE_SECONDS = 30.0
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import pytest_asyncio
 from api_harness import KME_IDS, WORKERS, Deployment, serve_apis
-from cqkd.api.pki import LocalPki
-from cqkd.local import LocalNetwork
-from cqkd.qkd.network import attach
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.pki import LocalPki
+from cqkd.sim.sessions import attach
 
 if TYPE_CHECKING:
     from cqkd.qkd.pool import KeyPool

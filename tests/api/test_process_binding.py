@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cqkd.api.pki import create_local_pki
 from cqkd.qkd.crypto import Identity
+from cqkd.sim.pki import create_local_pki
 from test_processes import CQKD, Processes, free_port, wait_until
 
 pytestmark = pytest.mark.network

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from api_harness import make_pki
-from cqkd.api.pki import LocalPki
+from cqkd.sim.pki import LocalPki
 
 pytestmark = pytest.mark.network
 
@@ -257,6 +257,6 @@ def test_local_serve_exchanges_a_key_and_cleans_up(processes: Processes) -> None
 
 
 def _pair(sae: dict[str, str]) -> Any:
-    from cqkd.api.pki import CertPair
+    from cqkd.sim.pki import CertPair
 
     return CertPair(cert=Path(sae["cert"]), key=Path(sae["key"]))

@@ -22,12 +22,12 @@ from cqkd.dht.protocol import (
     MAX_VALUE_BYTES,
 )
 from cqkd.dht.storage import MAX_BYTES, MAX_VALUES, PER_SOURCE
-from cqkd.local import LocalNetwork
 from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
 from cqkd.qkd.channel import RPC_MESSAGE, Channel
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.fragments import PER_SOURCE_BYTES
 from cqkd.settings import Settings, load_settings
+from cqkd.sim.network import LocalNetwork
 from kademlia.node import Node
 
 pytestmark = pytest.mark.network

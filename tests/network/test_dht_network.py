@@ -12,9 +12,9 @@ import pytest
 from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError
 from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
-from cqkd.local import LocalNetwork
 from cqkd.metrics import DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
+from cqkd.sim.network import LocalNetwork
 from kademlia.node import Node
 from kademlia.utils import digest
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from cqkd.local import LocalNetwork
-from cqkd.qkd.network import attach, run_sessions
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import attach, run_sessions
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network

@@ -7,11 +7,11 @@ import gc
 import os
 
 import pytest
-from cqkd.local import LocalNetwork
 from cqkd.qkd.channel import Channel
-from cqkd.qkd.network import attach
 from cqkd.qkd.sorting import encode_indices, random_permutation
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import attach
 
 pytestmark = pytest.mark.network
 

@@ -1,4 +1,4 @@
-"""One admitted worker misbehaves (cqkd.qkd.rogue): 15 workers, 40 sessions per behaviour.
+"""One admitted worker misbehaves (cqkd.sim.rogue): 15 workers, 40 sessions per behaviour.
 
 Every session either confirms with equal keys at both ends or ends with a clear outcome;
 no confirmed key is constant; the confirmed keys together pass the monobit and runs tests
@@ -16,10 +16,10 @@ import subprocess
 import sys
 
 import pytest
-from cqkd.local import LocalNetwork
-from cqkd.qkd.network import Protocol, attach
-from cqkd.qkd.rogue import BEHAVIOURS
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.rogue import BEHAVIOURS
+from cqkd.sim.sessions import Protocol, attach
 
 pytestmark = pytest.mark.network
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from cqkd.local import LocalNetwork
 from cqkd.qkd.channel import Channel, PeerInfo, RemoteError
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.network import Protocol, attach
 from cqkd.qkd.worker import Command, Worker
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import Protocol, attach
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cqkd.qkd.rogue import BEHAVIOURS as ROGUE_BEHAVIOURS
 from cqkd.settings import Settings, SettingsError, load_settings
+from cqkd.sim.rogue import BEHAVIOURS as ROGUE_BEHAVIOURS
 
 log = logging.getLogger("cqkd")
 
@@ -263,7 +263,7 @@ def _session_summary(r: dict[str, Any]) -> str:
 
 
 def local(args: argparse.Namespace, settings: Settings) -> int:
-    from cqkd.local import run_local
+    from cqkd.sim.report import run_local
 
     if args.workers < 1 or args.lookups < 0 or not 0.0 <= args.kill_fraction < 1.0:
         print(
@@ -288,7 +288,7 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
     for name in ("cqkd.dht", "cqkd.qkd"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.serve:
-        from cqkd.endpoint import serve_local
+        from cqkd.sim.serve import serve_local
 
         asyncio.run(
             serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cqkd.dht.bootstrap import Strategy
-from cqkd.dht.table import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET
+from cqkd.dht.routing import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET
 
 Address = tuple[str, int]
 _NODE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -86,7 +86,7 @@ class Settings(BaseModel):
         50, ge=1, le=100_000, description="an integer 1..100000"
     )
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
-    # Routing-table admission (issue 11, dht/table.py).
+    # Routing-table admission (issue 11, dht/routing.py).
     dht_max_peers_per_host: int = Field(
         MAX_PEERS_PER_HOST, ge=1, le=100_000,
         description="routing-table contacts per IP address, 1..100000",

@@ -94,6 +94,22 @@ def test_the_simulation_lives_in_its_package() -> None:
     assert {name: m for name, m in defined.items() if not in_layer(m, SIMULATION)} == {}
 
 
+def test_settings_do_not_import_the_dht() -> None:
+    assert sorted(m for m in reachable("cqkd.settings") if in_layer(m, "cqkd.dht")) == []
+
+
+def test_the_dht_imports_nothing_above_it() -> None:
+    """The DHT takes a DhtConfig, not the process's Settings; it reports through logs and
+    metrics and knows nothing of the protocol, the APIs or the simulation."""
+    below = {"cqkd", "cqkd.logs", "cqkd.metrics"}
+    offenders = {
+        m: sorted(i for i in reachable(m) if not in_layer(i, "cqkd.dht") and i not in below)
+        for m in MODULES
+        if in_layer(m, "cqkd.dht")
+    }
+    assert {m: found for m, found in offenders.items() if found} == {}
+
+
 def test_production_modules_never_import_the_simulation() -> None:
     production = [
         m for m in MODULES if not in_layer(m, SIMULATION) and m not in ENTRY_POINTS

@@ -1,18 +1,69 @@
 """Settings: the seed's environment names, CLI flags over them, one clear line when bad."""
 
+from typing import get_args
+
 import pytest
 from cqkd.cli import main
 from cqkd.dht.bootstrap import Strategy
-from cqkd.settings import SettingsError, load_settings
+from cqkd.dht.config import DhtConfig
+from cqkd.settings import Settings, SettingsError, StrategyName, load_settings
+
+
+def dht_config(settings: Settings) -> DhtConfig:
+    return DhtConfig(**settings.dht_options())
 
 
 def test_defaults() -> None:
     s = load_settings()
-    assert (s.dht_port, s.rpc_timeout, s.enable_adaptive_kademlia) == (5678, 2.0, True)
-    assert s.bootstrap_nodes == [] and s.alpha is None and s.k is None
-    assert s.bootstrap_selection_strategy is Strategy.ROUND_ROBIN
-    assert s.bootstrap_max_connections_per_node == 50
+    dht = dht_config(s)
+    assert (s.dht_port, dht.port, dht.rpc_timeout, dht.adaptive) == (5678, 5678, 2.0, True)
+    assert s.bootstrap_nodes == [] and dht.alpha is None and dht.k is None
+    assert dht.bootstrap_strategy is Strategy.ROUND_ROBIN
+    assert dht.bootstrap_max_connections == 50
+    assert (dht.max_peers_per_host, dht.max_peers_per_subnet) == (256, 1024)
+    assert (dht.host, dht.network_size, dht.node_id) == ("0.0.0.0", 15, None)
     assert s.effective_http_port == 5678
+
+
+def test_strategy_names_are_the_dht_strategies() -> None:
+    assert set(get_args(StrategyName)) == {strategy.value for strategy in Strategy}
+
+
+def test_every_dht_variable_reaches_the_dht_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "DHT_HOST": "127.0.0.2",
+        "DHT_PORT": "7003",
+        "NODE_ID": "ab" * 20,
+        "WORKER_COUNT": "100",
+        "ENABLE_ADAPTIVE_KADEMLIA": "false",
+        "ALPHA": "5",
+        "K": "33",
+        "QUERY_TIMEOUT": "2.5",
+        "RPC_TIMEOUT": "0.5",
+        "DEAD_PEER_TTL": "3",
+        "BOOTSTRAP_SELECTION_STRATEGY": "priority",
+        "BOOTSTRAP_MAX_CONNECTIONS_PER_NODE": "7",
+        "DHT_MAX_PEERS_PER_HOST": "4",
+        "DHT_MAX_PEERS_PER_SUBNET": "9",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert dht_config(load_settings()) == DhtConfig(
+        host="127.0.0.2",
+        port=7003,
+        node_id=bytes.fromhex("ab" * 20),
+        network_size=100,
+        adaptive=False,
+        alpha=5,
+        k=33,
+        query_timeout=2.5,
+        rpc_timeout=0.5,
+        dead_peer_ttl=3.0,
+        bootstrap_strategy=Strategy.PRIORITY,
+        bootstrap_max_connections=7,
+        max_peers_per_host=4,
+        max_peers_per_subnet=9,
+    )
 
 
 def test_seed_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,7 +90,7 @@ def test_seed_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.alpha, s.k, s.query_timeout, s.rpc_timeout) == (5, 33, 2.5, 0.5)
     assert s.enable_adaptive_kademlia is False
     assert s.log_level.value == "DEBUG"
-    assert s.bootstrap_selection_strategy is Strategy.LEAST_LOADED
+    assert dht_config(s).bootstrap_strategy is Strategy.LEAST_LOADED
     assert (s.bootstrap_max_connections_per_node, s.worker_count) == (7, 100)
 
 

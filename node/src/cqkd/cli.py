@@ -132,6 +132,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 async def serve(settings: Settings, role: str) -> None:
     """Run one node until SIGTERM or SIGINT; errors propagate (the process exits non-zero)."""
+    from cqkd.dht.config import DhtConfig
     from cqkd.dht.node import DhtNode
     from cqkd.httpd import HttpServer, health_response, metrics_response
     from cqkd.logs import event
@@ -152,7 +153,7 @@ async def serve(settings: Settings, role: str) -> None:
         loop.add_signal_handler(signum, request_stop)
 
     # The CQKD protocol never uses DHT storage on workers: they refuse STORE (issue 11).
-    node = DhtNode(settings, role, accept_store=role != "worker")
+    node = DhtNode(DhtConfig(**settings.dht_options()), role, accept_store=role != "worker")
     joined = False
     # Workers play the protocol's roles; bootstraps only answer discovery's hello.
     if role == "worker":

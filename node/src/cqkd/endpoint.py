@@ -26,6 +26,7 @@ from cqkd.api.connection import ConnectionLimits
 from cqkd.api.control import ControlConfig, create_control_app
 from cqkd.api.etsi import EtsiConfig, create_etsi_app, key_pool
 from cqkd.api.server import HttpServer, TlsFiles
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
 from cqkd.httpd import HttpServer as StatusServer
 from cqkd.httpd import Response, health_response, metrics_response
@@ -204,7 +205,7 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     keystore = KeyStore(settings.key_store_max_keys)
-    node = DhtNode(settings, role)
+    node = DhtNode(DhtConfig(**settings.dht_options()), role)
     party: Any
     if role == "alice":
         assert bob_address is not None

@@ -13,16 +13,17 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-
-from cqkd.dht.bootstrap import Strategy
-from cqkd.dht.routing import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET
 
 Address = tuple[str, int]
 _NODE_ID = re.compile(r"^[0-9a-fA-F]{40}$")
 _PUBLIC_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+# cqkd.dht.bootstrap.Strategy's values (tests/unit/test_settings.py checks they agree).
+StrategyName = Literal["round_robin", "least_loaded", "priority", "random"]
 
 
 class LogLevel(StrEnum):
@@ -62,7 +63,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    # --- DHT layer ---
+    # --- DHT layer: None leaves the DHT's own default (cqkd.dht.config.DhtConfig) ---
     dht_host: str = Field("0.0.0.0", description="an IPv4 address to bind (no IPv6)")
     dht_port: int = Field(5678, ge=0, le=65535, description="a port 0..65535 (0: any)")
     http_port: int | None = Field(
@@ -75,24 +76,24 @@ class Settings(BaseModel):
     alpha: int | None = Field(None, ge=1, le=64, description="an integer 1..64")
     k: int | None = Field(None, ge=2, le=200, description="an integer 2..200")
     query_timeout: float | None = Field(None, gt=0, le=600, description="seconds, 0 < t <= 600")
-    rpc_timeout: float = Field(2.0, gt=0, le=60, description="seconds, 0 < t <= 60")
-    dead_peer_ttl: float = Field(15.0, ge=0, le=3600, description="seconds, 0..3600")
-    enable_adaptive_kademlia: bool = Field(True, description="true or false")
+    rpc_timeout: float | None = Field(None, gt=0, le=60, description="seconds, 0 < t <= 60")
+    dead_peer_ttl: float | None = Field(None, ge=0, le=3600, description="seconds, 0..3600")
+    enable_adaptive_kademlia: bool | None = Field(None, description="true or false")
     worker_count: int = Field(15, ge=0, le=100_000, description="an integer 0..100000")
-    bootstrap_selection_strategy: Strategy = Field(
-        Strategy.ROUND_ROBIN, description="round_robin, least_loaded, priority or random"
+    bootstrap_selection_strategy: StrategyName | None = Field(
+        None, description="round_robin, least_loaded, priority or random"
     )
-    bootstrap_max_connections_per_node: int = Field(
-        50, ge=1, le=100_000, description="an integer 1..100000"
+    bootstrap_max_connections_per_node: int | None = Field(
+        None, ge=1, le=100_000, description="an integer 1..100000"
     )
     log_level: LogLevel = Field(LogLevel.INFO, description="DEBUG, INFO, WARNING or ERROR")
     # Routing-table admission (issue 11, dht/routing.py).
-    dht_max_peers_per_host: int = Field(
-        MAX_PEERS_PER_HOST, ge=1, le=100_000,
+    dht_max_peers_per_host: int | None = Field(
+        None, ge=1, le=100_000,
         description="routing-table contacts per IP address, 1..100000",
     )
-    dht_max_peers_per_subnet: int = Field(
-        MAX_PEERS_PER_SUBNET, ge=1, le=100_000,
+    dht_max_peers_per_subnet: int | None = Field(
+        None, ge=1, le=100_000,
         description="routing-table contacts per /24 (IPv4), 1..100000",
     )
 
@@ -278,6 +279,28 @@ class Settings(BaseModel):
     @property
     def effective_http_port(self) -> int:
         return self.dht_port if self.http_port is None else self.http_port
+
+    def dht_options(self) -> dict[str, Any]:
+        """What this process tells its DHT node, under cqkd.dht.config.DhtConfig's field
+        names: `DhtConfig(**settings.dht_options())`. Fields left unset are left out, so
+        the DHT's own defaults stand for them."""
+        options = {
+            "host": self.dht_host,
+            "port": self.dht_port,
+            "node_id": self.node_id_bytes,
+            "network_size": self.worker_count,
+            "adaptive": self.enable_adaptive_kademlia,
+            "alpha": self.alpha,
+            "k": self.k,
+            "query_timeout": self.query_timeout,
+            "rpc_timeout": self.rpc_timeout,
+            "dead_peer_ttl": self.dead_peer_ttl,
+            "bootstrap_strategy": self.bootstrap_selection_strategy,
+            "bootstrap_max_connections": self.bootstrap_max_connections_per_node,
+            "max_peers_per_host": self.dht_max_peers_per_host,
+            "max_peers_per_subnet": self.dht_max_peers_per_subnet,
+        }
+        return {name: value for name, value in options.items() if value is not None}
 
 
 def _environment() -> dict[str, str]:

@@ -44,7 +44,7 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 
 from cqkd.dht.ratelimit import TokenBuckets
-from cqkd.dht.routing import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET, FastRoutingTable, subnet
+from cqkd.dht.routing import FastRoutingTable, subnet
 from cqkd.dht.storage import BoundedStorage
 from cqkd.logs import LimitedEvents
 from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
@@ -156,9 +156,9 @@ class CqkdProtocol(KademliaProtocol):
         rpc_timeout: float,
         dead_peer_ttl: float,
         app_handlers: dict[str, AppHandler],
+        max_peers_per_host: int,
+        max_peers_per_subnet: int,
         accept_store: bool = True,
-        max_peers_per_host: int = MAX_PEERS_PER_HOST,
-        max_peers_per_subnet: int = MAX_PEERS_PER_SUBNET,
     ) -> None:
         super().__init__(source_node, storage, ksize)
         self.accept_store = accept_store

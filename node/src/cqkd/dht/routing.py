@@ -25,11 +25,6 @@ from kademlia.node import Node
 from kademlia.routing import KBucket, RoutingTable
 
 Address = tuple[str, int]
-# Defaults of DHT_MAX_PEERS_PER_HOST and _SUBNET. Containers on one host share its address
-# (host networking), so the host limit must exceed the nodes a host runs: workers take
-# ports 7000-7999, but a table rarely holds more than a few hundred contacts in all.
-MAX_PEERS_PER_HOST = 256
-MAX_PEERS_PER_SUBNET = 1024
 
 
 @lru_cache(maxsize=4096)  # parsing took a sixth of a 200-node network's start-up

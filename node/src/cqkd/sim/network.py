@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from cqkd.dht.bootstrap import BootstrapSelector
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
 from cqkd.dht.params import bootstrap_count
 from cqkd.settings import Settings
@@ -47,6 +48,7 @@ class LocalNetwork:
         self.bootstrap_count = bootstrap_nodes or bootstrap_count(workers)
         # One network-size hint and fresh ids for every node of this network.
         self.settings = settings.model_copy(update={"worker_count": workers, "node_id": None})
+        self.config = DhtConfig(**self.settings.dht_options())
         self.rng = rng or random.Random()
         self.maintenance = maintenance
         self.bootstraps: list[DhtNode] = []
@@ -68,7 +70,7 @@ class LocalNetwork:
 
     def _node(self, role: str) -> DhtNode:
         return DhtNode(
-            self.settings,
+            self.config,
             role,
             host=LOOPBACK,
             port=0,
@@ -97,8 +99,8 @@ class LocalNetwork:
         # Workers share one selector, as a fleet would share the bootstraps' load.
         self._selector = BootstrapSelector(
             self.bootstrap_addresses,
-            self.settings.bootstrap_selection_strategy,
-            self.settings.bootstrap_max_connections_per_node,
+            self.config.bootstrap_strategy,
+            self.config.bootstrap_max_connections,
             rng=self.rng,
         )
         self.workers = [self._node("worker") for _ in range(self.worker_count)]

@@ -76,6 +76,33 @@ def in_layer(module: str, layer: str) -> bool:
     return module == layer or module.startswith(layer + ".")
 
 
+# Which layer may import which (docs/ARCHITECTURE.md shows this table); every layer may
+# import the package itself (`cqkd.__version__`). A layer is a top-level module or package.
+BASE = {"cqkd.logs", "cqkd.metrics"}
+MAY_IMPORT: dict[str, set[str]] = {
+    "cqkd": set(),
+    "cqkd.logs": set(),
+    "cqkd.metrics": set(),
+    "cqkd.settings": set(),
+    "cqkd.dht": BASE,
+    "cqkd.httpd": BASE,
+    "cqkd.ports": {"cqkd.settings"},
+    "cqkd.qkd": BASE | {"cqkd.dht", "cqkd.settings"},
+    "cqkd.api": BASE | {"cqkd.qkd", "cqkd.ports"},
+    "cqkd.endpoint": BASE | {"cqkd.api", "cqkd.qkd", "cqkd.dht", "cqkd.httpd", "cqkd.ports",
+                             "cqkd.settings"},
+    "cqkd.sim": BASE | {"cqkd.endpoint", "cqkd.api", "cqkd.qkd", "cqkd.dht", "cqkd.httpd",
+                        "cqkd.ports", "cqkd.settings"},
+    "cqkd.cli": BASE | {"cqkd.sim", "cqkd.endpoint", "cqkd.api", "cqkd.qkd", "cqkd.dht",
+                        "cqkd.httpd", "cqkd.ports", "cqkd.settings"},
+    "cqkd.__main__": {"cqkd.cli"},
+}
+
+
+def layer_of(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
 def test_the_graph_is_read() -> None:
     assert "cqkd.dht.node" in direct_imports("cqkd.endpoint")
     assert "cqkd.qkd.bb84" in direct_imports("cqkd.qkd.worker")  # from cqkd.qkd import bb84
@@ -121,3 +148,14 @@ def test_production_modules_never_import_the_simulation() -> None:
         m: sorted(i for i in reachable(m) if in_layer(i, SIMULATION)) for m in production
     }
     assert {m: found for m, found in offenders.items() if found} == {}
+
+
+def test_each_layer_imports_only_what_it_may() -> None:
+    assert {layer_of(m) for m in MODULES} == MAY_IMPORT.keys()  # every layer has its row
+    refused = {
+        f"{m} -> {i}"
+        for m in MODULES
+        for i in direct_imports(m)
+        if layer_of(i) != layer_of(m) and i != "cqkd" and layer_of(i) not in MAY_IMPORT[layer_of(m)]
+    }
+    assert sorted(refused) == []

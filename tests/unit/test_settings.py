@@ -1,12 +1,20 @@
 """Settings: the seed's environment names, CLI flags over them, one clear line when bad."""
 
+from pathlib import Path
 from typing import get_args
 
 import pytest
 from cqkd.cli import main
 from cqkd.dht.bootstrap import Strategy
 from cqkd.dht.config import DhtConfig
-from cqkd.settings import Settings, SettingsError, StrategyName, load_settings
+from cqkd.settings import (
+    AllocationMode,
+    LogLevel,
+    Settings,
+    SettingsError,
+    StrategyName,
+    load_settings,
+)
 
 
 def dht_config(settings: Settings) -> DhtConfig:
@@ -116,6 +124,16 @@ def test_explicit_values_override_the_environment(monkeypatch: pytest.MonkeyPatc
         ),
         ("LOG_LEVEL", "loud", "DEBUG, INFO, WARNING or ERROR"),
         ("RPC_TIMEOUT", "0", "seconds, 0 < t <= 60"),
+        ("QBER_THRESHOLD", "0.5", "abort once the QBER's lower confidence bound is above it, "
+         "0 < q < 0.5"),
+        ("CHANNEL_ERROR", "nan", "bit flip probability at this worker's QPM, 0..0.5"),
+        ("MAX_KEY_BITS", "100", "the longest key one may ask for, bits, a multiple of 8, "
+         "64..131072"),
+        ("ALLOCATION_MODE", "POOLED", "pooled or dedicated"),
+        ("TRUSTED_OWNERS", "ab" * 31, "comma-separated public keys (64 hex digits) of Alice "
+         "and Bob"),
+        ("KEY_STORE_MAX_KEYS", "2.5", "an integer 1..10000000"),
+        ("ALICE_KME_ID", "", "Alice's KME_ID, 1..128 characters"),
     ],
 )
 def test_bad_value_names_the_variable_and_accepted_values(
@@ -157,3 +175,41 @@ def test_a_refused_secret_is_not_repeated_in_the_error() -> None:
         load_settings(api_token=secret)
     assert "API_TOKEN" in str(refused.value)
     assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("YES", True), ("1", True), ("on", True), ("false", False), ("0", False),
+     ("n", False), ("Off", False)],
+)
+def test_booleans_read_as_pydantic_read_them(
+    monkeypatch: pytest.MonkeyPatch, text: str, expected: bool
+) -> None:
+    monkeypatch.setenv("ENABLE_ADAPTIVE_KADEMLIA", text)
+    assert load_settings().enable_adaptive_kademlia is expected
+
+
+def test_values_take_their_field_types() -> None:
+    s = load_settings(
+        qber_threshold="0.05", max_key_bits="4096.0", api_token_file="/run/token",
+        bob_address="10.0.0.2:6001", allocation_mode="dedicated", log_level="warning",
+        trusted_owners="ab" * 32 + ", " + "cd" * 32,
+    )
+    assert (s.qber_threshold, s.max_key_bits, s.api_token_file) == (0.05, 4096, Path("/run/token"))
+    assert (s.bob_address, s.allocation_mode, s.log_level) == (
+        ("10.0.0.2", 6001), AllocationMode.DEDICATED, LogLevel.WARNING)
+    assert s.trusted_owners == ["ab" * 32, "cd" * 32]
+
+
+def test_the_token_never_shows_in_a_repr() -> None:
+    s = load_settings(api_token="hunter2-hunter2-hunter2")
+    assert s.api_token is not None and s.api_token.get_secret_value() == "hunter2-hunter2-hunter2"
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.api_token)
+
+
+def test_given_fields_are_known_and_copies_add_theirs() -> None:
+    s = load_settings(dht_port="7000", http_port=None)
+    assert s.model_fields_set == {"dht_port", "http_port"}
+    copy = s.model_copy(update={"etsi_port": 9000})
+    assert copy.model_fields_set == {"dht_port", "http_port", "etsi_port"}
+    assert (copy.dht_port, copy.etsi_port, s.etsi_port) == (7000, 9000, None)

@@ -180,20 +180,17 @@ def _secret(value: Any) -> SecretStr:
     return SecretStr(value)
 
 
-def _ip(value: Any) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError("not an IP address") from None
-    return str(value)
+def _ip(check: Callable[[Any], object], reason: str) -> Parser:
+    """An address that `check` (ipaddress.ip_address, IPv4Address) accepts, kept as text."""
 
+    def parse(value: Any) -> str:
+        try:
+            check(value)
+        except ValueError:
+            raise ValueError(reason) from None
+        return str(value)
 
-def _ipv4(value: Any) -> str:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError("not an IPv4 address (no IPv6, no host names)") from None
-    return str(value)
+    return parse
 
 
 def _node_id(value: Any) -> str:
@@ -257,7 +254,11 @@ class Settings:
     model_fields: ClassVar[dict[str, Spec]]
 
     # --- DHT layer: None leaves the DHT's own default (cqkd.dht.config.DhtConfig) ---
-    dht_host: str = setting("0.0.0.0", _ipv4, "an IPv4 address to bind (no IPv6)")
+    dht_host: str = setting(
+        "0.0.0.0",
+        _ip(ipaddress.IPv4Address, "not an IPv4 address (no IPv6, no host names)"),
+        "an IPv4 address to bind (no IPv6)",
+    )
     dht_port: int = setting(5678, _integer(0, 65535), "a port 0..65535 (0: any)")
     http_port: int | None = setting(
         None, _optional(_integer(0, 65535)), "a port 0..65535; default: DHT_PORT"
@@ -300,7 +301,7 @@ class Settings:
     )
     control_host: str = setting(
         "127.0.0.1",
-        _ip,
+        _ip(ipaddress.ip_address, "not an IP address"),
         "an IP address for the control API to bind (plain HTTP with a bearer "
         "token: loopback unless a trusted network carries it)",
     )

@@ -20,11 +20,13 @@ or when the peer's handler raised (the peer logs the exception type, never the p
 raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
 
 Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
-`Peer(node_id, host, port)`; `await discover(extra_lookups)` adds the results of lookups of
-random ids. `await get(key)` / `await set(key, value)` are plain Kademlia storage, bounded
-(storage.py); `set` raises ValueError for a value whose msgpack form is over
-MAX_VALUE_BYTES, before anything is stored or sent. A node made with `accept_store=False`
-(`cqkd worker`: the CQKD protocol never stores on workers) drops every STORE it receives.
+`Peer(node_id, host, port)`; `is_reachable(address)` is False while an address that missed
+an RPC is counted dead (the one place that says so); `await discover(extra_lookups)` adds
+the results of lookups of random ids. `await get(key)` / `await set(key, value)` are plain
+Kademlia storage, bounded (storage.py); `set` raises ValueError for a value whose msgpack
+form is over MAX_VALUE_BYTES, before anything is stored or sent. A node made with
+`accept_store=False` (`cqkd worker`: the CQKD protocol never stores on workers) drops every
+STORE it receives.
 """
 
 from __future__ import annotations

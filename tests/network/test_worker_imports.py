@@ -56,13 +56,18 @@ def read_until(process: subprocess.Popen[str], event: str, lines: list[str]) -> 
     raise AssertionError(f"no {event} event; stderr: {''.join(lines)[-2000:]}")
 
 
-def imported(lines: list[str]) -> set[str]:
-    """Top-level package names from `-X importtime` lines ("import time: us | us | name")."""
+def imported_modules(lines: list[str]) -> set[str]:
+    """Module names from `-X importtime` lines ("import time: us | us | name")."""
     return {
-        line.rsplit("|", 1)[1].strip().split(".")[0]
+        line.rsplit("|", 1)[1].strip()
         for line in lines
         if line.startswith("import time:") and line.count("|") == 2
     }
+
+
+def imported(lines: list[str]) -> set[str]:
+    """Top-level package names of the imported modules."""
+    return {name.split(".")[0] for name in imported_modules(lines)}
 
 
 def test_started_worker_imports_no_api_stack() -> None:
@@ -76,3 +81,6 @@ def test_started_worker_imports_no_api_stack() -> None:
     modules = imported(lines)
     assert {"asyncio", "kademlia", "nacl", "cqkd"} <= modules  # the report is read right
     assert not modules & NOT_FOR_WORKERS, sorted(modules & NOT_FOR_WORKERS)
+    # Nor the in-process simulation (a rogue worker's code among it): cqkd.sim.
+    assert "cqkd.qkd.worker" in imported_modules(lines)
+    assert sorted(m for m in imported_modules(lines) if m.startswith("cqkd.sim")) == []

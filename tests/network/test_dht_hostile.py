@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import subprocess
-import sys
 
 import msgpack
 import pytest
@@ -28,6 +27,7 @@ from cqkd.qkd.channel import RPC_MESSAGE, Channel
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.fragments import PER_SOURCE_BYTES
 from cqkd.settings import Settings, load_settings
+from helpers.processes import CQKD
 from kademlia.node import Node
 
 pytestmark = pytest.mark.network
@@ -310,7 +310,7 @@ async def test_a_node_restarted_with_a_new_id_replaces_its_stale_id(
 def test_unsupported_addresses_exit_2_with_one_line(variable: str, value: str) -> None:
     env = {**os.environ, "BOOTSTRAP_NODES": "127.0.0.1:9", variable: value, "DHT_PORT": "0"}
     done = subprocess.run(
-        [sys.executable, "-m", "cqkd", "worker"], env=env, capture_output=True, text=True,
+        [*CQKD, "worker"], env=env, capture_output=True, text=True,
         timeout=30,
     )
     assert done.returncode == 2, done.stderr[-500:]

@@ -8,7 +8,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +15,10 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from helpers.processes import CQKD
 
 pytestmark = pytest.mark.network
 
-CQKD = [sys.executable, "-m", "cqkd"]
 METRIC_NAMES = (
     "cqkd_dht_lookup_duration_seconds",
     "cqkd_dht_queries_total",

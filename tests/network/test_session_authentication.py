@@ -11,9 +11,10 @@ import pytest
 from cqkd.local import LocalNetwork
 from cqkd.qkd.channel import Channel, PeerInfo, RemoteError
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.network import Protocol, attach
+from cqkd.qkd.network import Protocol
 from cqkd.qkd.worker import Command, Worker
 from cqkd.settings import load_settings
+from helpers.network import protocol_network
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network
@@ -27,13 +28,8 @@ def refused(reason: str) -> float:
 
 @contextlib.asynccontextmanager
 async def network(workers: int = 8) -> AsyncIterator[tuple[LocalNetwork, Protocol]]:
-    settings = load_settings(rpc_timeout=3.0)
-    async with LocalNetwork(settings, workers) as net:
-        protocol = await attach(net, settings)
-        try:
-            yield net, protocol
-        finally:
-            await protocol.stop()
+    async with protocol_network(load_settings(rpc_timeout=3.0), workers) as both:
+        yield both
 
 
 async def third_party(net: LocalNetwork, p: Protocol) -> tuple[Channel, PeerInfo]:

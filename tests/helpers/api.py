@@ -21,13 +21,13 @@ from cqkd.qkd.keystore import KeyStore
 from cqkd.settings import Settings, load_settings
 
 from helpers.network import protocol_network
+from helpers.ports import LOOPBACK
 from helpers.tls import sae_context
 
 TOKEN = "test-token-0123456789abcdef"
 MASTER_SAE, SLAVE_SAE = "sae-master-1", "sae-slave-1"
 KME_IDS = {"alice_kme_id": "kme-alice", "bob_kme_id": "kme-bob"}
 WORKERS = 15
-LOOPBACK = "127.0.0.1"
 
 
 def make_pki(directory: Path) -> LocalPki:

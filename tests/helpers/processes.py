@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from helpers.ports import LOOPBACK
+
 # `python -m cqkd` resolves the package as the test run does (its PYTHONPATH included).
 CQKD = [sys.executable, "-m", "cqkd"]
 STOP_SECONDS = 10.0
@@ -125,7 +127,7 @@ class NodeProcess:
         self._queue.put(None)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{LOOPBACK}:{self.port}{path}"
 
     def stop(self) -> float:
         """SIGTERM; the node's own shutdown time in seconds (signal to `stopped`, as it

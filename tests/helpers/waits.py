@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
@@ -37,24 +38,45 @@ def wait_until(
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {_name(what)}")
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {_name(what)}")
         time.sleep(interval)
 
 
+@overload
 async def until(
     check: Callable[[], Awaitable[T]],
     what: str | Callable[[], str],
+    seconds: float = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+@overload
+async def until(
+    check: Callable[[], T],
+    what: str | Callable[[], str],
+    seconds: float = ...,
+    interval: float = ...,
+) -> T: ...
+
+
+async def until(
+    check: Callable[[], Any],
+    what: str | Callable[[], str],
     seconds: float = 5.0,
     interval: float = 0.05,
-) -> T:
-    """`wait_until` inside an event loop for an async `check`; the loop runs the other
-    tasks (the network under test) between calls."""
+) -> Any:
+    """`wait_until` inside an event loop: `check` may be a plain or an async function; the
+    loop runs the other tasks (the network under test) between calls. No exception counts
+    as "not yet" here: in-process checks read state, they do not connect."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
-        result = await check()
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {_name(what)}")
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {_name(what)}")
         await asyncio.sleep(interval)

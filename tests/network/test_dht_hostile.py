@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -28,6 +29,7 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.fragments import PER_SOURCE_BYTES
 from cqkd.settings import Settings, load_settings
 from helpers.processes import CQKD
+from helpers.waits import until
 from kademlia.node import Node
 
 pytestmark = pytest.mark.network
@@ -85,13 +87,9 @@ class Hostile(asyncio.DatagramProtocol):
         self.transport.close()
 
 
-async def settle(check: object, within: float = 5.0) -> None:
+async def settle(check: Callable[[], object], within: float = 5.0) -> None:
     """Wait until check() is true (datagrams on loopback take a few loop turns)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
+    await until(check, "the condition", within, interval=0.02)
 
 
 async def proven(peer: Hostile, *nodes: DhtNode) -> None:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import httpx
 from common.latency import summary_ms
-from cqkd.api.pki import create_local_pki
 from cqkd.api.server import TlsFiles
 from cqkd.endpoint import EndpointApis
-from cqkd.local import LOOPBACK, LocalNetwork
-from cqkd.qkd.network import attach
 from cqkd.settings import load_settings
+from cqkd.sim.network import LOOPBACK, LocalNetwork
+from cqkd.sim.pki import create_local_pki
+from cqkd.sim.sessions import attach
 
 
 async def bench(workers: int, requests: int, key_bits: int) -> dict[str, object]:

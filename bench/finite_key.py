@@ -18,11 +18,11 @@ import asyncio
 import json
 import statistics
 
-from cqkd.local import LocalNetwork
 from cqkd.qkd.lengths import Security, h2, largest_qber, plan
-from cqkd.qkd.network import attach
 from cqkd.qkd.planner import SIFTED_PER_POSITION
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import attach
 
 QBERS = [i / 100 for i in range(12)]
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sessions.py [--quick] [--profile FILE]
 
-Real UDP on loopback, real workers, Alice and Bob (cqkd.qkd.network). For each case:
+Real UDP on loopback, real workers, Alice and Bob (cqkd.sim.sessions). For each case:
 session time p50/p99 (one session at a time) and confirmed final-key bits per second
 (sessions run `concurrency` at a time; keys compared in both stores, never printed).
 Prints one JSON object per case. Nothing here is asserted.
@@ -14,9 +14,9 @@ import cProfile
 import json
 import time
 
-from cqkd.local import LocalNetwork
-from cqkd.qkd.network import attach, run_sessions
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import attach, run_sessions
 
 # (workers, key bits, sessions, concurrency)
 CASES = [

@@ -1,6 +1,6 @@
 """The network of `cqkd local`, built with stock `kademlia` 2.2.3 classes: the peer of
 bench/dht.py --peer stock. Runs in its own virtualenv (kademlia and the standard library
-only, no cqkd), so it repeats the harness definitions of cqkd.local:
+only, no cqkd), so it repeats the harness definitions of cqkd.sim.network:
 
 - bootstraps start first, the others join the first; then the workers start and join the
   bootstraps, at most JOIN_CONCURRENCY at a time;

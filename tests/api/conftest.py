@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from cqkd.api.pki import LocalPki
+from cqkd.sim.pki import LocalPki
 from helpers.api import Deployment, api_network, make_pki
 
 CONVERGENCE_SECONDS = 30.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cqkd.api.pki import CertPair, LocalPki
+from cqkd.sim.pki import CertPair, LocalPki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

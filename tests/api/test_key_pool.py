@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import pytest_asyncio
-from cqkd.api.pki import LocalPki
+from cqkd.sim.pki import LocalPki
 from helpers.api import Deployment, api_network
 
 if TYPE_CHECKING:

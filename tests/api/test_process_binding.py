@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cqkd.api.pki import create_local_pki
 from cqkd.qkd.crypto import Identity
+from cqkd.sim.pki import create_local_pki
 from helpers.ports import free_port
 from helpers.processes import CQKD, Processes
 from helpers.tls import client_context, sae_context

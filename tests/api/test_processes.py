@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cqkd.api.pki import LocalPki
+from cqkd.sim.pki import LocalPki
 from helpers.api import make_pki
 from helpers.keys import finished_session, start_session
 from helpers.ports import free_port

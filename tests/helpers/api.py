@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cqkd.api.pki import LocalPki, create_local_pki
 from cqkd.endpoint import EndpointApis
 from cqkd.qkd.keystore import KeyStore
 from cqkd.settings import Settings, load_settings
+from cqkd.sim.pki import LocalPki, create_local_pki
 
 from helpers.network import protocol_network
 from helpers.ports import LOOPBACK

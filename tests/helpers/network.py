@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from cqkd.local import LocalNetwork
-from cqkd.qkd.network import Protocol, attach
 from cqkd.settings import Settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import Protocol, attach
 
 
 @contextlib.asynccontextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from cqkd.api.pki import LocalPki
+from cqkd.sim.pki import LocalPki
 
 
 def client_context(

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.crawling import FastValueSpiderCrawl
 from cqkd.dht.node import DhtNode
 from cqkd.settings import load_settings
@@ -40,9 +41,10 @@ async def lookup(node: DhtNode, name: str) -> object:
 
 
 async def probe(name: str, port: int, period: float, bootstrap: str, peers: list[str]) -> None:
-    node = DhtNode(load_settings(dht_port=port, bootstrap_nodes=bootstrap), role="probe")
+    settings = load_settings(dht_port=port, bootstrap_nodes=bootstrap)
+    node = DhtNode(DhtConfig(**settings.dht_options()), role="probe")
     await node.start()
-    await node.join(node.settings.bootstrap_nodes)
+    await node.join(settings.bootstrap_nodes)
     while True:
         round_number = int(time.time() // period)
         began = time.time()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import msgpack
 import pytest
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
 from cqkd.dht.protocol import (
     AMPLIFICATION_FACTOR,
@@ -22,12 +23,12 @@ from cqkd.dht.protocol import (
     MAX_VALUE_BYTES,
 )
 from cqkd.dht.storage import MAX_BYTES, MAX_VALUES, PER_SOURCE
-from cqkd.local import LocalNetwork
 from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
 from cqkd.qkd.channel import RPC_MESSAGE, Channel
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.fragments import PER_SOURCE_BYTES
 from cqkd.settings import Settings, load_settings
+from cqkd.sim.network import LocalNetwork
 from helpers.processes import CQKD
 from helpers.waits import until
 from kademlia.node import Node
@@ -39,6 +40,10 @@ Address = tuple[str, int]
 
 def fast_settings(**overrides: object) -> Settings:
     return load_settings(rpc_timeout=0.5, **overrides)
+
+
+def fast_config(**overrides: object) -> DhtConfig:
+    return DhtConfig(**fast_settings(**overrides).dht_options())
 
 
 def count(metric: object, reason: str) -> float:
@@ -112,8 +117,8 @@ async def started(*nodes: DhtNode) -> None:
 
 
 async def test_store_is_dropped_by_workers_and_bounded_elsewhere() -> None:
-    worker = DhtNode(fast_settings(), "worker", host="127.0.0.1", port=0, accept_store=False)
-    keeper = DhtNode(fast_settings(), "bootstrap", host="127.0.0.1", port=0)
+    worker = DhtNode(fast_config(), "worker", host="127.0.0.1", port=0, accept_store=False)
+    keeper = DhtNode(fast_config(), "bootstrap", host="127.0.0.1", port=0)
     await started(worker, keeper)
     peer = await Hostile.open(honest=True)
     try:
@@ -148,7 +153,7 @@ async def test_store_is_dropped_by_workers_and_bounded_elsewhere() -> None:
 
 
 async def test_fragments_before_authentication_are_capped_per_source() -> None:
-    node = DhtNode(fast_settings(), "bob", host="127.0.0.1", port=0)
+    node = DhtNode(fast_config(), "bob", host="127.0.0.1", port=0)
     Channel(node, Identity.generate())
     await node.start()
     flood, other = await Hostile.open(honest=True), await Hostile.open()
@@ -180,7 +185,7 @@ async def test_fragments_before_authentication_are_capped_per_source() -> None:
 
 
 async def test_one_address_holds_one_contact_and_a_host_a_bounded_number() -> None:
-    node = DhtNode(fast_settings(dht_max_peers_per_host=4), host="127.0.0.1", port=0)
+    node = DhtNode(fast_config(dht_max_peers_per_host=4), host="127.0.0.1", port=0)
     await node.start()
     peers = [await Hostile.open(honest=True) for _ in range(12)]
     try:
@@ -244,9 +249,9 @@ async def test_values_and_answers_fit_the_receivers_limit() -> None:
 async def test_same_node_id_twice_is_logged_and_refused(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     twin_id = os.urandom(20).hex()
-    boot = DhtNode(fast_settings(), "bootstrap", host="0.0.0.0", port=0)
-    first = DhtNode(fast_settings(node_id=twin_id), host="127.0.0.1", port=0)
-    second = DhtNode(fast_settings(node_id=twin_id), host="127.0.0.1", port=0)
+    boot = DhtNode(fast_config(), "bootstrap", host="0.0.0.0", port=0)
+    first = DhtNode(fast_config(node_id=twin_id), host="127.0.0.1", port=0)
+    second = DhtNode(fast_config(node_id=twin_id), host="127.0.0.1", port=0)
     await started(boot, first, second)
     try:
         clashes = count(DHT_CONTACTS_REFUSED, "id_clash")
@@ -279,7 +284,7 @@ async def test_a_node_restarted_with_a_new_id_replaces_its_stale_id(
         holders = [n for n in net.nodes if n.protocol.router.contact(old_id) is not None]
         assert len(holders) >= 3
         await gone.stop()
-        reborn = DhtNode(fast_settings(), host="127.0.0.1", port=port)
+        reborn = DhtNode(fast_config(), host="127.0.0.1", port=port)
         await reborn.start()
         try:
             await reborn.join(net.bootstrap_addresses)
@@ -323,7 +328,7 @@ async def test_refused_messages_are_counted_and_their_log_lines_limited(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    node = DhtNode(fast_settings(), "bob", host="127.0.0.1", port=0)
+    node = DhtNode(fast_config(), "bob", host="127.0.0.1", port=0)
     Channel(node, Identity.generate())
     await node.start()
     peer = await Hostile.open(honest=True)
@@ -348,7 +353,7 @@ async def test_refused_messages_are_counted_and_their_log_lines_limited(
 
 
 async def test_answers_to_unproven_addresses_are_at_most_three_times_the_request() -> None:
-    node = DhtNode(fast_settings(), host="127.0.0.1", port=0)
+    node = DhtNode(fast_config(), host="127.0.0.1", port=0)
     await node.start()
     for i in range(40):
         node.protocol.router.add_contact(Node(os.urandom(20), "10.0.0.1", 7000 + i))
@@ -376,7 +381,7 @@ async def test_answers_to_unproven_addresses_are_at_most_three_times_the_request
 
 
 async def test_an_unproven_flooding_address_is_dropped_before_parsing() -> None:
-    node = DhtNode(fast_settings(), host="127.0.0.1", port=0)
+    node = DhtNode(fast_config(), host="127.0.0.1", port=0)
     await node.start()
     flood, peer = await Hostile.open(), await Hostile.open(honest=True)
     try:

@@ -9,12 +9,13 @@ import time
 
 import msgpack
 import pytest
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError
 from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
-from cqkd.local import LocalNetwork
 from cqkd.metrics import DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
+from cqkd.sim.network import LocalNetwork
 from helpers.waits import until
 from kademlia.node import Node
 from kademlia.utils import digest
@@ -37,6 +38,10 @@ REASONS = (
 
 def fast_settings(**overrides: object) -> Settings:
     return load_settings(rpc_timeout=0.3, **overrides)
+
+
+def fast_config(**overrides: object) -> DhtConfig:
+    return DhtConfig(**fast_settings(**overrides).dht_options())
 
 
 def rejected(reason: str) -> float:
@@ -66,7 +71,7 @@ async def test_a_newcomer_nearest_to_a_key_is_handed_its_value() -> None:
     async with LocalNetwork(fast_settings(k=4), workers=20) as net:
         assert await net.workers[0].set("handed-over", "value")
         dkey = digest("handed-over")
-        newcomer = DhtNode(fast_settings(k=4, node_id=dkey.hex()), host="127.0.0.1", port=0)
+        newcomer = DhtNode(fast_config(k=4, node_id=dkey.hex()), host="127.0.0.1", port=0)
         await newcomer.start()
         try:
             await newcomer.join(net.bootstrap_addresses)
@@ -105,7 +110,7 @@ async def test_a_lost_bootstrap_node_does_not_stop_joins() -> None:
 
 
 async def test_join_fails_clearly_when_no_bootstrap_answers() -> None:
-    node = DhtNode(fast_settings(k=5), host="127.0.0.1", port=0)
+    node = DhtNode(fast_config(k=5), host="127.0.0.1", port=0)
     node.params = node.params.__class__(3, 5, 1.0, discovery_timeout=1.0)
     await node.start()
     try:
@@ -241,11 +246,9 @@ async def test_health_checks_evict_a_peer_after_three_failures() -> None:
 
 
 async def test_adaptive_parameters_reach_the_running_server() -> None:
-    big = DhtNode(load_settings(worker_count=500), host="127.0.0.1", port=0)
-    pinned = DhtNode(
-        load_settings(worker_count=500, enable_adaptive_kademlia=False), host="127.0.0.1", port=0
-    )
-    explicit = DhtNode(load_settings(worker_count=500, k=7, alpha=2), host="127.0.0.1", port=0)
+    big = DhtNode(DhtConfig(network_size=500))
+    pinned = DhtNode(DhtConfig(network_size=500, adaptive=False))
+    explicit = DhtNode(DhtConfig(network_size=500, k=7, alpha=2))
     for node, (alpha, k) in ((big, (8, 40)), (pinned, (3, 20)), (explicit, (2, 7))):
         await node.start()
         try:

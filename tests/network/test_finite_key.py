@@ -6,8 +6,8 @@ import statistics
 import subprocess
 
 import pytest
-from cqkd.qkd.network import run_sessions
 from cqkd.settings import load_settings
+from cqkd.sim.sessions import run_sessions
 from helpers.network import protocol_network
 from helpers.processes import CQKD
 from prometheus_client import REGISTRY

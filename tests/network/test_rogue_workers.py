@@ -1,4 +1,4 @@
-"""One admitted worker misbehaves (cqkd.qkd.rogue): 15 workers, 40 sessions per behaviour.
+"""One admitted worker misbehaves (cqkd.sim.rogue): 15 workers, 40 sessions per behaviour.
 
 Every session either confirms with equal keys at both ends or ends with a clear outcome;
 no confirmed key is constant; the confirmed keys together pass the monobit and runs tests
@@ -15,9 +15,9 @@ import math
 import subprocess
 
 import pytest
-from cqkd.qkd.network import Protocol
-from cqkd.qkd.rogue import BEHAVIOURS
 from cqkd.settings import load_settings
+from cqkd.sim.rogue import BEHAVIOURS
+from cqkd.sim.sessions import Protocol
 from helpers.network import protocol_network
 from helpers.processes import CQKD
 

@@ -7,12 +7,12 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from cqkd.local import LocalNetwork
 from cqkd.qkd.channel import Channel, PeerInfo, RemoteError
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.network import Protocol
 from cqkd.qkd.worker import Command, Worker
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import Protocol
 from helpers.network import protocol_network
 from helpers.waits import until
 from prometheus_client import REGISTRY

@@ -8,12 +8,12 @@ from typing import Any
 
 import msgpack
 import pytest
-from cqkd.local import LocalNetwork
 from cqkd.qkd.channel import RPC_MESSAGE, RemoteError
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.network import Protocol, run_sessions
 from cqkd.qkd.worker import Command
 from cqkd.settings import load_settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.sessions import Protocol, run_sessions
 from helpers.network import protocol_network
 from prometheus_client import REGISTRY
 

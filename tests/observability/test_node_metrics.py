@@ -11,9 +11,10 @@ import httpx
 import pytest
 import yaml
 from cqkd.httpd import HttpServer, metrics_response
-from cqkd.local import LocalNetwork, run_lookups
-from cqkd.qkd.network import attach, run_sessions
 from cqkd.settings import Settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.report import run_lookups
+from cqkd.sim.sessions import attach, run_sessions
 
 REPO = Path(__file__).resolve().parents[2]
 SERIES = re.compile(r"(?<![\w:])((?:cqkd|process)_[a-z_]+)\b")

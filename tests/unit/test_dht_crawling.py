@@ -4,7 +4,8 @@ import random
 from collections.abc import Coroutine
 
 import pytest
-from cqkd.dht.crawling import FastRoutingTable, IndexedNodeHeap
+from cqkd.dht.crawling import IndexedNodeHeap
+from cqkd.dht.routing import FastRoutingTable
 from kademlia.node import Node
 
 

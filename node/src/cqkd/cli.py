@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cqkd.qkd.rogue import BEHAVIOURS as ROGUE_BEHAVIOURS
 from cqkd.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("cqkd")
@@ -87,11 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument(
         "--rogue-worker",
-        choices=ROGUE_BEHAVIOURS,
         default=None,
         metavar="BEHAVIOUR",
-        help="one admitted worker misbehaves (with --key-bits or --serve): "
-        + ", ".join(ROGUE_BEHAVIOURS),
+        # Checked in local(): naming the choices here would load the simulation into
+        # every process, a worker's included.
+        help="one admitted worker misbehaves (with --key-bits or --serve): a behaviour of "
+        "cqkd.sim.rogue (docs/PROTOCOL.md, Threat model)",
     )
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
@@ -132,6 +132,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 async def serve(settings: Settings, role: str) -> None:
     """Run one node until SIGTERM or SIGINT; errors propagate (the process exits non-zero)."""
+    from cqkd.dht.config import DhtConfig
     from cqkd.dht.node import DhtNode
     from cqkd.httpd import HttpServer, health_response, metrics_response
     from cqkd.logs import event
@@ -152,7 +153,7 @@ async def serve(settings: Settings, role: str) -> None:
         loop.add_signal_handler(signum, request_stop)
 
     # The CQKD protocol never uses DHT storage on workers: they refuse STORE (issue 11).
-    node = DhtNode(settings, role, accept_store=role != "worker")
+    node = DhtNode(DhtConfig(**settings.dht_options()), role, accept_store=role != "worker")
     joined = False
     # Workers play the protocol's roles; bootstraps only answer discovery's hello.
     if role == "worker":
@@ -263,7 +264,7 @@ def _session_summary(r: dict[str, Any]) -> str:
 
 
 def local(args: argparse.Namespace, settings: Settings) -> int:
-    from cqkd.local import run_local
+    from cqkd.sim.report import run_local
 
     if args.workers < 1 or args.lookups < 0 or not 0.0 <= args.kill_fraction < 1.0:
         print(
@@ -281,6 +282,12 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
         if args.sessions < 1 or args.concurrency < 1:
             print("cqkd local: --sessions >= 1, --concurrency >= 1", file=sys.stderr)
             return EXIT_USAGE
+    if args.rogue_worker is not None:
+        from cqkd.sim.rogue import BEHAVIOURS
+
+        if args.rogue_worker not in BEHAVIOURS:
+            print(f"cqkd local: --rogue-worker: one of {', '.join(BEHAVIOURS)}", file=sys.stderr)
+            return EXIT_USAGE
     if args.rogue_worker and not (args.key_bits or args.serve):
         print("cqkd local: --rogue-worker needs --key-bits or --serve", file=sys.stderr)
         return EXIT_USAGE
@@ -288,7 +295,7 @@ def local(args: argparse.Namespace, settings: Settings) -> int:
     for name in ("cqkd.dht", "cqkd.qkd"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.serve:
-        from cqkd.endpoint import serve_local
+        from cqkd.sim.serve import serve_local
 
         asyncio.run(
             serve_local(settings, args.workers, args.api_ports == "any", args.seed, args.json,

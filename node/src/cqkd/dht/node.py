@@ -1,6 +1,6 @@
 """DhtNode: one Kademlia node, the interface the rest of cqkd builds on.
 
-    node = DhtNode(settings, role="worker")          # or host=, port= (0: OS-assigned)
+    node = DhtNode(DhtConfig(...), role="worker")   # or host=, port= (0: OS-assigned)
     await node.start()                                # listen on UDP
     await node.join([("10.0.0.1", 5678)])             # hostnames are resolved first
     node.address -> (host, port);  node.node_id -> 20 bytes
@@ -20,11 +20,13 @@ or when the peer's handler raised (the peer logs the exception type, never the p
 raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
 
 Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
-`Peer(node_id, host, port)`; `await discover(extra_lookups)` adds the results of lookups of
-random ids. `await get(key)` / `await set(key, value)` are plain Kademlia storage, bounded
-(storage.py); `set` raises ValueError for a value whose msgpack form is over
-MAX_VALUE_BYTES, before anything is stored or sent. A node made with `accept_store=False`
-(`cqkd worker`: the CQKD protocol never stores on workers) drops every STORE it receives.
+`Peer(node_id, host, port)`; `is_reachable(address)` is False while an address that missed
+an RPC is counted dead (the one place that says so); `await discover(extra_lookups)` adds
+the results of lookups of random ids. `await get(key)` / `await set(key, value)` are plain
+Kademlia storage, bounded (storage.py); `set` raises ValueError for a value whose msgpack
+form is over MAX_VALUE_BYTES, before anything is stored or sent. A node made with
+`accept_store=False` (`cqkd worker`: the CQKD protocol never stores on workers) drops every
+STORE it receives.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from kademlia.node import Node
 from kademlia.utils import digest
 
 from cqkd.dht.bootstrap import BootstrapSelector, Strategy
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.crawling import FastNodeSpiderCrawl, FastValueSpiderCrawl
 from cqkd.dht.health import HealthChecker
 from cqkd.dht.params import (
@@ -75,9 +78,8 @@ from cqkd.metrics import (
     DHT_REJECTED_DATAGRAMS,
     ROUTING_TABLE_PEERS,
 )
-from cqkd.settings import Settings
 
-__all__ = ["MAX_PAYLOAD_BYTES", "DhtNode", "JoinError", "Peer"]
+__all__ = ["MAX_PAYLOAD_BYTES", "DhtConfig", "DhtNode", "JoinError", "Peer"]
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +103,14 @@ class _Server(Server):  # type: ignore[misc]
         self,
         node_id: bytes,
         params: KademliaParams,
-        settings: Settings,
+        config: DhtConfig,
         app_handlers: dict[str, AppHandler],
         accept_store: bool = True,
     ) -> None:
         super().__init__(ksize=params.k, alpha=params.alpha, node_id=node_id)
         # Set here: kademlia's `storage or ForgetfulStorage()` takes an empty one for none.
         self.storage = BoundedStorage(max_value_bytes=MAX_VALUE_BYTES)
-        self._settings = settings
+        self._config = config
         self._app_handlers = app_handlers
         self._accept_store = accept_store
 
@@ -117,12 +119,12 @@ class _Server(Server):  # type: ignore[misc]
             self.node,
             self.storage,
             self.ksize,
-            rpc_timeout=self._settings.rpc_timeout,
-            dead_peer_ttl=self._settings.dead_peer_ttl,
+            rpc_timeout=self._config.rpc_timeout,
+            dead_peer_ttl=self._config.dead_peer_ttl,
             app_handlers=self._app_handlers,
             accept_store=self._accept_store,
-            max_peers_per_host=self._settings.dht_max_peers_per_host,
-            max_peers_per_subnet=self._settings.dht_max_peers_per_subnet,
+            max_peers_per_host=self._config.max_peers_per_host,
+            max_peers_per_subnet=self._config.max_peers_per_subnet,
         )
 
     async def listen(self, port: int, interface: str = "0.0.0.0") -> None:
@@ -186,7 +188,7 @@ class _Server(Server):  # type: ignore[misc]
 class DhtNode:
     def __init__(
         self,
-        settings: Settings,
+        config: DhtConfig,
         role: str = "worker",
         *,
         host: str | None = None,
@@ -195,17 +197,17 @@ class DhtNode:
         maintenance: bool = True,
         accept_store: bool = True,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.role = role
-        self._host = host if host is not None else settings.dht_host
-        self._port = port if port is not None else settings.dht_port
+        self._host = host if host is not None else config.host
+        self._port = port if port is not None else config.port
         self._selector = selector
         self._maintenance = maintenance
         self._app_handlers: dict[str, AppHandler] = {}
-        node_id = settings.node_id_bytes or os.urandom(20)
-        self.params = self._resolve(settings.worker_count)
-        _publish_params(self.params, settings.worker_count)
-        self._server = _Server(node_id, self.params, settings, self._app_handlers, accept_store)
+        node_id = config.node_id or os.urandom(20)
+        self.params = self._resolve(config.network_size)
+        _publish_params(self.params, config.network_size)
+        self._server = _Server(node_id, self.params, config, self._app_handlers, accept_store)
         self._bootstrap: list[tuple[str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = 0.0
@@ -276,8 +278,8 @@ class DhtNode:
         # Each node starts its round robin at its own offset so a fleet spreads out.
         return BootstrapSelector(
             addresses,
-            self.settings.bootstrap_selection_strategy,
-            self.settings.bootstrap_max_connections_per_node,
+            self.config.bootstrap_strategy,
+            self.config.bootstrap_max_connections,
             start=int.from_bytes(self.node_id[:4], "big"),
         )
 
@@ -349,13 +351,17 @@ class DhtNode:
     def routing_table_size(self) -> int:
         return sum(len(bucket) for bucket in self.protocol.router.buckets)
 
+    def is_reachable(self, address: Address) -> bool:
+        """False while `address` is counted dead: it missed an RPC less than
+        `config.dead_peer_ttl` seconds ago, and calls to it fail at once meanwhile."""
+        return not self.protocol.is_dead(address)
+
     def live_peers(self) -> list[Peer]:
-        proto = self.protocol
         return [
             Peer(bytes(n.id), n.ip, n.port)
-            for bucket in proto.router.buckets
+            for bucket in self.protocol.router.buckets
             for n in bucket.get_nodes()
-            if not proto.is_dead((n.ip, n.port))
+            if self.is_reachable((n.ip, n.port))
         ]
 
     async def _lookup(self, target: Node, seeds: list[Node] | None, operation: str) -> list[Node]:
@@ -392,7 +398,7 @@ class DhtNode:
         peers = {p.node_id: p for p in self.live_peers()}
         for nodes in results:
             for n in nodes:
-                if n.id != self.node_id and not self.protocol.is_dead((n.ip, n.port)):
+                if n.id != self.node_id and self.is_reachable((n.ip, n.port)):
                     peers.setdefault(bytes(n.id), Peer(bytes(n.id), n.ip, n.port))
         DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
         return list(peers.values())
@@ -468,16 +474,14 @@ class DhtNode:
     # --- adaptive parameters and maintenance ---
 
     def _resolve(self, network_size: int) -> KademliaParams:
-        s = self.settings
-        return resolve_params(
-            network_size, s.enable_adaptive_kademlia, s.alpha, s.k, s.query_timeout
-        )
+        c = self.config
+        return resolve_params(network_size, c.adaptive, c.alpha, c.k, c.query_timeout)
 
     def estimated_network_size(self) -> int:
         proto = self.protocol
         nearest = proto.router.find_neighbors(self._server.node, self.params.k)
         estimate = estimate_network_size(self._server.node.long_id, [n.long_id for n in nearest])
-        return max(self.settings.worker_count, estimate)
+        return max(self.config.network_size, estimate)
 
     def _apply_params(self) -> None:
         network_size = self.estimated_network_size()

@@ -11,7 +11,7 @@
   even a late answer from that address revives it.
 - Admission (issue 11): a node that does not use DHT storage (a worker) drops STORE; others
   keep values in a BoundedStorage (storage.py). One address holds one id in the routing
-  table, and hosts and subnets a bounded number (table.py); a new id at a known address is
+  table, and hosts and subnets a bounded number (routing.py); a new id at a known address is
   taken only after the address answers a ping with it (a restarted node), and an id seen at
   two addresses is a clash, logged and refused. Answers to an address that has not yet
   answered one of our requests are at most AMPLIFICATION_FACTOR times the request; the
@@ -43,10 +43,9 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 
-from cqkd.dht.crawling import FastRoutingTable
 from cqkd.dht.ratelimit import TokenBuckets
+from cqkd.dht.routing import FastRoutingTable, subnet
 from cqkd.dht.storage import BoundedStorage
-from cqkd.dht.table import MAX_PEERS_PER_HOST, MAX_PEERS_PER_SUBNET, subnet
 from cqkd.logs import LimitedEvents
 from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
 
@@ -157,9 +156,9 @@ class CqkdProtocol(KademliaProtocol):
         rpc_timeout: float,
         dead_peer_ttl: float,
         app_handlers: dict[str, AppHandler],
+        max_peers_per_host: int,
+        max_peers_per_subnet: int,
         accept_store: bool = True,
-        max_peers_per_host: int = MAX_PEERS_PER_HOST,
-        max_peers_per_subnet: int = MAX_PEERS_PER_SUBNET,
     ) -> None:
         super().__init__(source_node, storage, ksize)
         self.accept_store = accept_store

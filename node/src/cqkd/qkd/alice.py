@@ -323,10 +323,9 @@ class Alice:
         stops counting Bob as a dead peer."""
         pid = message["pid"]
         message["seq"] = self._sequence[pid] = self._sequence.get(pid, 0) + 1
-        protocol = self.node.protocol
         for attempt in range(2):
-            if protocol.is_dead(bob.address):  # the mark lasts DEAD_PEER_TTL at most
-                await asyncio.sleep(self.settings.dead_peer_ttl)
+            if not self.node.is_reachable(bob.address):  # for DEAD_PEER_TTL at most
+                await asyncio.sleep(self.node.config.dead_peer_ttl)
             try:
                 reply = await self.channel.send(bob, message)
             except RemoteError as exc:

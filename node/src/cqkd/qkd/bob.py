@@ -352,7 +352,7 @@ class Bob:
         with contextlib.suppress(TimeoutError):
             # Alice collected first and waits on our answer: a short grace, well under her
             # RPC timeout (a missed timeout marks us dead at her end for a while).
-            async with asyncio.timeout(self.settings.rpc_timeout / 4):
+            async with asyncio.timeout(self.node.config.rpc_timeout / 4):
                 while not all(state.chains[c].done for c in wanted):
                     state.changed.clear()
                     await state.changed.wait()

@@ -77,8 +77,8 @@ class WorkerDirectory:
                 self._refresh = asyncio.create_task(self._discover())
             if wait or not self._workers:
                 await asyncio.shield(self._refresh)
-        protocol = self.channel.node.protocol
-        return [w for w in self._workers if not protocol.is_dead(w.address)]
+        node = self.channel.node
+        return [w for w in self._workers if node.is_reachable(w.address)]
 
     async def _discover(self) -> list[PeerInfo]:
         node = self.channel.node

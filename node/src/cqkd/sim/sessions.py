@@ -9,16 +9,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cqkd.local import LocalNetwork
 from cqkd.qkd.alice import Alice
 from cqkd.qkd.bob import Bob
 from cqkd.qkd.channel import serve_hello
 from cqkd.qkd.crypto import Identity, admit
 from cqkd.qkd.keystore import KeyStore
-from cqkd.qkd.rogue import RogueWorker
 from cqkd.qkd.session import CONFIRMED, SessionView
 from cqkd.qkd.worker import Worker
 from cqkd.settings import Settings
+from cqkd.sim.network import LocalNetwork
+from cqkd.sim.rogue import RogueWorker
 
 
 @dataclass
@@ -54,7 +54,7 @@ async def attach(
     """Make the network's workers protocol workers and add Alice and Bob, who trust each
     other; workers obey only them. A throwaway admission key admits every worker of the
     network, as a deployment does (nodes added later are not admitted). With `rogue`, one
-    worker, chosen with the network's rng, misbehaves so (cqkd.qkd.rogue). `settings`
+    worker, chosen with the network's rng, misbehaves so (cqkd.sim.rogue). `settings`
     carries the protocol knobs."""
     alice_identity = alice_identity or Identity.generate()
     bob_identity = bob_identity or Identity.generate()

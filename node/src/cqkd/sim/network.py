@@ -9,22 +9,19 @@ Workers start (open their socket and join) at most JOIN_CONCURRENCY at a time.
 `discovery_seconds` runs from the last worker's start until every node knows at least
 min(k, N-1) live peers; `startup_seconds` from the first node's start to the same point.
 
-`run_local()` is the engine of `cqkd local`: it returns the JSON-able report that the CLI
-prints (and that other parts extend with their own keys).
+`cqkd local` builds its report on it (cqkd.sim.report); Alice, Bob and protocol workers
+join it through cqkd.sim.sessions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import resource
-import statistics
 import time
 from collections.abc import Callable
-from typing import Any
 
 from cqkd.dht.bootstrap import BootstrapSelector
+from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
 from cqkd.dht.params import bootstrap_count
 from cqkd.settings import Settings
@@ -51,6 +48,7 @@ class LocalNetwork:
         self.bootstrap_count = bootstrap_nodes or bootstrap_count(workers)
         # One network-size hint and fresh ids for every node of this network.
         self.settings = settings.model_copy(update={"worker_count": workers, "node_id": None})
+        self.config = DhtConfig(**self.settings.dht_options())
         self.rng = rng or random.Random()
         self.maintenance = maintenance
         self.bootstraps: list[DhtNode] = []
@@ -72,7 +70,7 @@ class LocalNetwork:
 
     def _node(self, role: str) -> DhtNode:
         return DhtNode(
-            self.settings,
+            self.config,
             role,
             host=LOOPBACK,
             port=0,
@@ -101,8 +99,8 @@ class LocalNetwork:
         # Workers share one selector, as a fleet would share the bootstraps' load.
         self._selector = BootstrapSelector(
             self.bootstrap_addresses,
-            self.settings.bootstrap_selection_strategy,
-            self.settings.bootstrap_max_connections_per_node,
+            self.config.bootstrap_strategy,
+            self.config.bootstrap_max_connections,
             rng=self.rng,
         )
         self.workers = [self._node("worker") for _ in range(self.worker_count)]
@@ -170,92 +168,3 @@ class LocalNetwork:
 
     async def stop(self) -> None:
         await asyncio.gather(*(n.stop() for n in self.nodes))
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(fraction * 1000) - 1]
-
-
-async def run_lookups(net: LocalNetwork, lookups: int) -> dict[str, Any]:
-    """`lookups` store/get pairs between random running nodes, one at a time."""
-    durations: list[float] = []
-    set_durations: list[float] = []
-    found = 0
-    cpu = time.process_time()
-    for index in range(lookups):
-        nodes = net.nodes
-        writer, reader = net.rng.choice(nodes), net.rng.choice(nodes)
-        key, value = f"cqkd-local-{index}-{os.urandom(4).hex()}", os.urandom(16).hex()
-        began = time.monotonic()
-        await writer.set(key, value)
-        set_durations.append(time.monotonic() - began)
-        began = time.monotonic()
-        got = await reader.get(key)
-        durations.append(time.monotonic() - began)
-        found += got == value
-    cpu = time.process_time() - cpu
-    return {
-        "lookups": lookups,
-        "lookup_p50_seconds": round(_percentile(durations, 0.50), 6),
-        "lookup_p99_seconds": round(_percentile(durations, 0.99), 6),
-        "set_p50_seconds": round(_percentile(set_durations, 0.50), 6),
-        "set_p99_seconds": round(_percentile(set_durations, 0.99), 6),
-        # CPU of the whole process (every node) per store/get pair.
-        "cpu_per_pair_seconds": round(cpu / lookups, 6) if lookups else None,
-        "query_success_rate": round(found / lookups, 6) if lookups else None,
-    }
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-async def run_local(
-    settings: Settings,
-    workers: int,
-    lookups: int,
-    kill_fraction: float,
-    seed: int | None,
-    key_bits: int | None = None,
-    sessions: int = 1,
-    concurrency: int = 1,
-    rogue: str | None = None,
-) -> dict[str, Any]:
-    """Start a network, wait for convergence, optionally kill workers, run lookups.
-
-    With `key_bits`, Alice and Bob join and run `sessions` key sessions first, and the
-    workers are killed while those run (see cqkd.qkd.network); with `rogue`, one worker
-    misbehaves so (cqkd.qkd.rogue) and the report says in how many sessions it had a role.
-    """
-    async with LocalNetwork(settings, workers, rng=random.Random(seed)) as net:
-        report: dict[str, Any] = {
-            "nodes": len(net.nodes),
-            "workers": workers,
-            "bootstrap_nodes": net.bootstrap_count,
-            "discovery_seconds": round(net.discovery_seconds, 3),
-            "startup_seconds": round(net.startup_seconds, 3),
-            "k": net.workers[0].params.k if net.workers else None,
-            "alpha": net.workers[0].params.alpha if net.workers else None,
-        }
-        if key_bits:
-            from cqkd.qkd.network import attach, run_sessions
-
-            protocol = await attach(net, settings, rogue=rogue)
-            try:
-                outcome = await run_sessions(
-                    net, protocol, key_bits, sessions, concurrency, kill_fraction
-                )
-                report.update(outcome)
-            finally:
-                await protocol.stop()
-            killed = net.killed
-        else:
-            killed = await net.kill_workers(kill_fraction) if kill_fraction else []
-        report["killed_workers"] = len(killed)
-        report.update(await run_lookups(net, lookups))
-        report["peak_rss_bytes"] = peak_rss_bytes()
-        return report

@@ -4,7 +4,7 @@ import os
 import stat
 from pathlib import Path
 
-from cqkd.api.pki import create_local_pki
+from cqkd.sim.pki import create_local_pki
 
 
 def test_pki_key_files_are_0600_over_loose_files_and_any_umask(tmp_path: Path) -> None:

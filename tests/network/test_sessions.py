@@ -15,6 +15,7 @@ from cqkd.settings import load_settings
 from cqkd.sim.network import LocalNetwork
 from cqkd.sim.sessions import Protocol, run_sessions
 from helpers.network import protocol_network
+from helpers.waits import until
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network
@@ -26,6 +27,10 @@ async def network(workers: int = 15, **knobs: Any) -> AsyncIterator[tuple[LocalN
     # machine 1 s is too tight for Alice <-> Bob, so these tests allow 3 s unless told.
     async with protocol_network(load_settings(**{"rpc_timeout": 3.0, **knobs}), workers) as both:
         yield both
+
+
+async def _sees(directory: Any, count: int) -> bool:
+    return len(await directory.workers(refresh=True)) >= count
 
 
 def sample(name: str, **labels: str) -> float:
@@ -168,6 +173,10 @@ async def test_dedicated_mode_uses_one_worker_per_role_and_position() -> None:
     # at eps 0.3) keep it to a dozen rounds here.
     async with network(workers=120, allocation_mode="dedicated", max_rounds=1000,
                        session_timeout=600, eps_sec=0.3, eps_cor=0.3) as (_, p):
+        # 120 workers are exactly 20 positions' worth, no spare: both parties must see all
+        # of them first (Bob allocates BG_B from his own view; it missed one 1 run in 3).
+        for party in (p.alice, p.bob):
+            await until(lambda d=party.directory: _sees(d, 120), "every worker seen", 60)
         view = await p.alice.run_session(8)
         assert view.outcome == "confirmed", view.error
         assert p.alice_keys.pop(view.key_id) == p.bob_keys.pop(view.key_id)

@@ -21,7 +21,6 @@ import logging
 import random
 import secrets
 import shutil
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from cqkd.api.server import HttpServer, TlsFiles
 from cqkd.dht.node import DhtNode
 from cqkd.httpd import HttpServer as StatusServer
 from cqkd.httpd import Response, health_response, metrics_response
+from cqkd.lifecycle import Lifecycle
 from cqkd.local import LOOPBACK, LocalNetwork
 from cqkd.logs import event
 from cqkd.ports import DEFAULT_PORTS, Role, role_settings
@@ -180,11 +180,49 @@ class EndpointApis:
 
 async def run_endpoint(settings: Settings, role: Role) -> None:
     """Run Alice or Bob until SIGTERM or SIGINT; errors propagate (exit non-zero)."""
+    settings, identity = _endpoint_settings(settings, role)
+    tls = tls_files(settings)
+    async with Lifecycle(role) as process:
+        keystore = KeyStore(settings.key_store_max_keys)
+        node = DhtNode(settings, role)
+        party: Any
+        if role == "alice":
+            assert settings.bob_address is not None
+            party = Alice(node, identity, keystore, settings, settings.bob_address)
+        else:
+            party = Bob(node, identity, keystore, settings)
+        apis = EndpointApis(
+            role,
+            party,
+            keystore,
+            settings,
+            node_id=node.node_id.hex(),
+            host=settings.dht_host,
+            http_port=settings.effective_http_port,
+            etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
+            tls=tls,
+            control_host=settings.control_host,
+        )
+        await process.start(node)
+        # The engine stops after the APIs that drive it, whether or not it got to start.
+        process.on_stop(party.stop)
+        status = await process.start(_status_server(settings, role, node))
+        event(log, "http_listening", role=role, api="status", port=status.port)
+        await process.start(apis)
+        if await process.until_stopped(node.join(settings.bootstrap_nodes)):
+            event(log, "joined", role=role, routing_table_size=node.routing_table_size)
+            await party.start()
+            await process.stopped()
+
+
+def _endpoint_settings(settings: Settings, role: Role) -> tuple[Settings, Identity]:
+    """`role`'s settings, checked for what Alice or Bob cannot run without, and its owner
+    identity; the admission key file's public key joins ADMISSION_KEYS. SettingsError
+    says which setting is missing."""
     settings = role_settings(settings, role)
     if not settings.bootstrap_nodes:
         raise SettingsError(f"BOOTSTRAP_NODES is empty: {role} needs host:port of a bootstrap")
-    bob_address = settings.bob_address
-    if role == "alice" and bob_address is None:
+    if role == "alice" and settings.bob_address is None:
         raise SettingsError("BOB_ADDRESS is empty: Alice needs host:port of Bob's DHT node")
     if settings.owner_key_file is None:
         raise SettingsError(f"OWNER_KEY_FILE is empty: {role} signs commands with its key")
@@ -206,57 +244,7 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             f"ADMISSION_KEYS and ADMISSION_KEY_FILE are empty: {role} gives roles only to "
             "workers the deployment admitted, so give it the admission key (or its public key)"
         )
-    tls = tls_files(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
-    keystore = KeyStore(settings.key_store_max_keys)
-    node = DhtNode(settings, role)
-    party: Any
-    if role == "alice":
-        assert bob_address is not None
-        party = Alice(node, identity, keystore, settings, bob_address)
-    else:
-        party = Bob(node, identity, keystore, settings)
-    apis = EndpointApis(
-        role,
-        party,
-        keystore,
-        settings,
-        node_id=node.node_id.hex(),
-        host=settings.dht_host,
-        http_port=settings.effective_http_port,
-        etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
-        tls=tls,
-        control_host=settings.control_host,
-    )
-    await node.start()
-    status = _status_server(settings, role, node)
-    tasks: list[asyncio.Task[Any]] = []
-    try:
-        await status.start()
-        event(log, "http_listening", role=role, api="status", port=status.port)
-        await apis.start()
-        joining = asyncio.create_task(node.join(settings.bootstrap_nodes))
-        stopping = asyncio.create_task(stop.wait())
-        tasks += [joining, stopping]
-        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if joining.done():
-            joining.result()
-            event(log, "joined", role=role, routing_table_size=node.routing_table_size)
-            await party.start()
-            await stopping
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await apis.stop()
-        await status.stop()
-        await party.stop()
-        await node.stop()
-    event(log, "stopped", role=role)
+    return settings, identity
 
 
 def _status_server(settings: Settings, role: Role, node: DhtNode) -> StatusServer:
@@ -286,56 +274,56 @@ async def serve_local(
     loopback until SIGTERM or SIGINT. Prints the URLs and the files a client needs (a
     throwaway CA and SAE certificates; a generated token unless API_TOKEN(_FILE) is set),
     which live in a private temporary directory removed at exit."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     directory = Path(tempfile.mkdtemp(prefix="cqkd-local-"))
     try:
-        token_file = settings.api_token_file
-        if token_file is None and settings.api_token is None:
-            token_file = directory / "api-token"
-            token_file.touch(mode=0o600)
-            token_file.write_text(secrets.token_urlsafe(32) + "\n")
-            settings = settings.model_copy(update={"api_token_file": token_file})
-        pki = create_local_pki(
-            directory,
-            alice_kme_id=settings.alice_kme_id,
-            bob_kme_id=settings.bob_kme_id,
-            master_sae_id=settings.master_sae_id,
-            slave_sae_id=settings.slave_sae_id,
-        )
-        async with LocalNetwork(settings, workers, rng=random.Random(seed)) as net:
+        async with Lifecycle("local", workers=workers) as process:
+            settings, token_file = _local_token(settings, directory)
+            pki = create_local_pki(
+                directory,
+                alice_kme_id=settings.alice_kme_id,
+                bob_kme_id=settings.bob_kme_id,
+                master_sae_id=settings.master_sae_id,
+                slave_sae_id=settings.slave_sae_id,
+            )
+            net = await process.start(LocalNetwork(settings, workers, rng=random.Random(seed)))
             protocol = await attach(net, settings, rogue=rogue)
+            process.on_stop(protocol.stop)
             sides: dict[Role, tuple[Any, KeyStore, CertPair]] = {
                 "alice": (protocol.alice, protocol.alice_keys, pki.alice),
                 "bob": (protocol.bob, protocol.bob_keys, pki.bob),
             }
             servers: dict[Role, EndpointApis] = {}
-            try:
-                for side, (party, store, pair) in sides.items():
-                    ports = DEFAULT_PORTS[side]
-                    servers[side] = EndpointApis(
-                        side,
-                        party,
-                        store,
-                        settings,
-                        node_id=party.node.node_id.hex(),
-                        host=LOOPBACK,
-                        http_port=0 if any_ports else ports.http,
-                        etsi_port=0 if any_ports else ports.etsi,
-                        tls=TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca),
-                    )
-                    await servers[side].start()
-                announced = _announcement(servers, settings, pki, token_file, workers)
-                announced["rogue_worker"] = rogue
-                print(json.dumps(announced) if as_json else _how_to(announced), flush=True)
-                await stop.wait()
-            finally:
-                await asyncio.gather(*(apis.stop() for apis in servers.values()))
-                await protocol.stop()
+            for side, (party, store, pair) in sides.items():
+                ports = DEFAULT_PORTS[side]
+                servers[side] = await process.start(EndpointApis(
+                    side,
+                    party,
+                    store,
+                    settings,
+                    node_id=party.node.node_id.hex(),
+                    host=LOOPBACK,
+                    http_port=0 if any_ports else ports.http,
+                    etsi_port=0 if any_ports else ports.etsi,
+                    tls=TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca),
+                ))
+            announced = _announcement(servers, settings, pki, token_file, workers)
+            announced["rogue_worker"] = rogue
+            print(json.dumps(announced) if as_json else _how_to(announced), flush=True)
+            await process.stopped()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _local_token(settings: Settings, directory: Path) -> tuple[Settings, Path | None]:
+    """The API token file the user gave, or a new random one in `directory` (mode 0600)
+    when API_TOKEN and API_TOKEN_FILE are both unset."""
+    token_file = settings.api_token_file
+    if token_file is None and settings.api_token is None:
+        token_file = directory / "api-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        settings = settings.model_copy(update={"api_token_file": token_file})
+    return settings, token_file
 
 
 def _announcement(

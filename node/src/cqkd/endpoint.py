@@ -31,10 +31,9 @@ from cqkd.api.connection import ConnectionLimits
 from cqkd.api.control import ControlConfig, create_control_app
 from cqkd.api.etsi import EtsiConfig, create_etsi_app, key_pool
 from cqkd.api.pki import CertPair, LocalPki, create_local_pki
-from cqkd.api.server import HttpServer, TlsFiles
+from cqkd.api.server import ApiServer, TlsFiles
 from cqkd.dht.node import DhtNode
-from cqkd.httpd import HttpServer as StatusServer
-from cqkd.httpd import Response, health_response, metrics_response
+from cqkd.httpd import HttpServer, Response, health_response, metrics_response
 from cqkd.lifecycle import Lifecycle
 from cqkd.local import LOOPBACK, LocalNetwork
 from cqkd.logs import event
@@ -134,13 +133,13 @@ class EndpointApis:
                 max_connections=settings.api_max_connections,
             )
 
-        self.control = HttpServer(
+        self.control = ApiServer(
             create_control_app(control, party, keystore),
             control_host or host,
             http_port,
             limits=limits("control"),
         )
-        self.etsi: HttpServer | None = None
+        self.etsi: ApiServer | None = None
         self.pool: KeyPool | None = None
         if tls is not None:
             config = etsi_config(settings, role)
@@ -151,7 +150,7 @@ class EndpointApis:
             app = create_etsi_app(
                 config, keystore, party if role == "alice" else None, self.pool
             )
-            self.etsi = HttpServer(app, host, etsi_port, tls, limits("etsi014"))
+            self.etsi = ApiServer(app, host, etsi_port, tls, limits("etsi014"))
         self.role = role
 
     async def start(self) -> None:
@@ -247,7 +246,7 @@ def _endpoint_settings(settings: Settings, role: Role) -> tuple[Settings, Identi
     return settings, identity
 
 
-def _status_server(settings: Settings, role: Role, node: DhtNode) -> StatusServer:
+def _status_server(settings: Settings, role: Role, node: DhtNode) -> HttpServer:
     """GET /health and /metrics on DHT_HOST at the DHT port number, as on every node."""
     started = time.monotonic()
 
@@ -263,7 +262,7 @@ def _status_server(settings: Settings, role: Role, node: DhtNode) -> StatusServe
         )
 
     routes = {"/health": health, "/metrics": metrics_response}
-    return StatusServer(routes, settings.dht_host, node.address[1])
+    return HttpServer(routes, settings.dht_host, node.address[1])
 
 
 async def serve_local(

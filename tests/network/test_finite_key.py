@@ -21,7 +21,7 @@ async def sessions(key_bits: int, count: int, workers: int = 15, **knobs: object
         protocol = await attach(net, settings)
         try:
             report = await run_sessions(net, protocol, key_bits, count, concurrency=1)
-            report["views"] = list(protocol.alice._views.values())
+            report["views"] = protocol.alice.sessions.views()
             report["bob_views"] = [protocol.bob.session(v.process_id) for v in report["views"]]
             return report
         finally:

@@ -124,7 +124,6 @@ class EndpointApis:
             token=token,
             node_id=node_id,
             max_key_bits=settings.max_key_bits,
-            max_running_sessions=settings.max_running_sessions,
         )
         def limits(api: str) -> ConnectionLimits:
             return ConnectionLimits(
@@ -145,7 +144,11 @@ class EndpointApis:
             config = etsi_config(settings, role)
             if role == "alice":
                 self.pool = key_pool(
-                    config, keystore, party, lambda: bool(party.network_status()["converged"])
+                    config,
+                    keystore,
+                    party,
+                    settings.active_sessions,
+                    lambda: bool(party.network_status()["converged"]),
                 )
             app = create_etsi_app(
                 config, keystore, party if role == "alice" else None, self.pool

@@ -141,7 +141,11 @@ class Settings(BaseModel):
         16_384, ge=64, le=131_072, multiple_of=8,
         description="the longest key one may ask for, bits, a multiple of 8, 64..131072",
     )
-    max_running_sessions: int = Field(64, ge=1, le=10_000, description="an integer 1..10000")
+    max_running_sessions: int = Field(
+        64, ge=1, le=10_000,
+        description="sessions one consumer may have running or waiting at Alice (more are "
+        "refused: 429 on the control API), 1..10000",
+    )
     etsi_key_size: int = Field(256, ge=8, le=1_048_576, multiple_of=8,
                                description="the ETSI default key size, bits, a multiple of 8")
     etsi_max_keys_per_request: int = Field(32, ge=1, le=1024, description="an integer 1..1024")

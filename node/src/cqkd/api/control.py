@@ -29,7 +29,7 @@ from cqkd.metrics import exposition
 from cqkd.ports import Role
 from cqkd.qkd.keystore import CONTROL, KeyElsewhere, KeyStore
 from cqkd.qkd.lengths import KEY_BITS_MULTIPLE, check_key_bits
-from cqkd.qkd.session import SessionView
+from cqkd.qkd.session import SessionView, TooManySessions
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class ControlConfig:
     token: str
     node_id: str
     max_key_bits: int = 16384
-    max_running_sessions: int = 64
 
 
 class GenerateKeyAccepted(BaseModel):
@@ -183,21 +182,9 @@ def _add_generate_key(
         def _key_length_rule(cls, value: int) -> int:
             return check_key_bits(value, config.max_key_bits)
 
-    running: set[str] = set()
-
     @app.post("/generate-key", tags=["keys"], status_code=202, dependencies=guarded)
     async def generate_key(request: GenerateKeyRequest, response: Response) -> GenerateKeyAccepted:
         """Start a key session in the background; follow it at the returned status URL."""
-        for process_id in list(running):
-            view = alice.session(process_id)
-            if view is None or view.status != "running":
-                running.discard(process_id)
-        if len(running) >= config.max_running_sessions:
-            raise ApiError(
-                429,
-                f"{len(running)} sessions are running, the most allowed; retry when one ends",
-                headers={"Retry-After": "1"},
-            )
         if keystore.count() >= keystore.max_keys:
             raise ApiError(
                 503,
@@ -206,9 +193,10 @@ def _add_generate_key(
             )
         try:
             process_id = alice.begin_session(request.desired_key_length, CONTROL)
+        except TooManySessions as exc:
+            raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
-        running.add(process_id)
         event(log, "session_requested", process_id=process_id, key_bits=request.desired_key_length)
         status_url = f"/sessions/{process_id}"
         response.headers["Location"] = status_url

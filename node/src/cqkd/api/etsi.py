@@ -29,6 +29,7 @@ from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyElsewhere, KeyStore, etsi_consumer
 from cqkd.qkd.lengths import check_key_bits
 from cqkd.qkd.pool import KeyPool, PoolUnavailable
+from cqkd.qkd.session import TooManySessions
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ class EtsiConfig:
     max_key_size: int = 4096
     max_key_per_request: int = 32
     topup_timeout_seconds: float = 30.0
-    topup_concurrency: int = 4
     pool_low: int = 32
     pool_high: int = 64
 
@@ -144,9 +144,12 @@ def key_pool(
     config: EtsiConfig,
     keystore: KeyStore,
     alice: KeyRequester,
+    concurrency: int,
     ready: Callable[[], bool] = lambda: True,
 ) -> KeyPool:
-    """Alice's pool of `config.key_size`-bit keys for the SAE pair; start() it."""
+    """Alice's pool of `config.key_size`-bit keys for the SAE pair; start() it.
+    `concurrency`: the sessions Alice runs at once (ACTIVE_SESSIONS), so that the pool never
+    queues more sessions at her than she would run."""
     return KeyPool(
         keystore,
         alice.run_session,
@@ -154,7 +157,7 @@ def key_pool(
         config.key_size,
         low=config.pool_low,
         high=config.pool_high,
-        concurrency=config.topup_concurrency,
+        concurrency=concurrency,
         ready=ready,
     )
 
@@ -237,11 +240,6 @@ class _TopUp:
         self.keystore = keystore
         self.alice = alice
         self.pool = pool
-        self.slots = asyncio.Semaphore(config.topup_concurrency)
-
-    async def _session(self, size: int) -> Any:
-        async with self.slots:
-            return await self.alice.run_session(size, _consumer(self.config))
 
     async def take(self, number: int, size: int) -> list[tuple[str, bytes]]:
         if self.pool is not None and size == self.pool.key_bits:
@@ -267,12 +265,17 @@ class _TopUp:
             if remaining <= 0:
                 raise ApiError(503, "keys not available yet: key sessions are too slow; retry")
             try:
+                # Alice queues the sessions beyond those she runs at once (ACTIVE_SESSIONS).
                 async with asyncio.timeout(remaining):
-                    views = await asyncio.gather(*(self._session(size) for _ in range(shortfall)))
+                    views = await asyncio.gather(
+                        *(self.alice.run_session(size, consumer) for _ in range(shortfall))
+                    )
             except TimeoutError:
                 raise ApiError(
                     503, "keys not available yet: key sessions are too slow; retry"
                 ) from None
+            except TooManySessions as exc:
+                raise ApiError(503, str(exc)) from None
             failed = [view for view in views if view.status != "confirmed"]
             if len(failed) == len(views):
                 outcomes = sorted({str(view.outcome) for view in failed})

@@ -63,6 +63,7 @@ from cqkd.qkd.session import (
     SessionFailed,
     SessionView,
     Status,
+    TooManySessions,
 )
 from cqkd.qkd.sorting import encode_indices, random_permutation, sifted_key
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, ROUND_KEY_BYTES, Command
@@ -131,6 +132,8 @@ class Alice(Owner[_Round]):
         self.bob_address = bob_address
         self._bob: PeerInfo | None = None
         self._tasks: dict[str, asyncio.Task[SessionView]] = {}
+        self._consumers: dict[str, str] = {}  # process_id -> consumer, while it runs
+        # The one limit on sessions: ACTIVE_SESSIONS run at once, the others wait.
         self._active = asyncio.Semaphore(settings.active_sessions)
         self._sequence: dict[str, int] = {}
         self._last_qber = 0.0  # the first round of a session is planned for it
@@ -156,16 +159,26 @@ class Alice(Owner[_Round]):
     # --- public interface ---
 
     def begin_session(self, key_bits: int, consumer: str = CONTROL) -> str:
-        """Start a session in the background; its process_id. ValueError for a bad length.
+        """Start a session in the background; its process_id. ValueError for a bad length,
+        TooManySessions when `consumer` has MAX_RUNNING_SESSIONS running or waiting.
 
         Its key is stored at both ends for `consumer` alone (keystore.CONTROL or
         keystore.etsi_consumer(...)): no other API can collect it."""
         check_key_bits(key_bits, self.settings.max_key_bits)
+        running = sum(1 for c in self._consumers.values() if c == consumer)
+        if running >= self.settings.max_running_sessions:
+            raise TooManySessions(
+                f"{running} sessions are running, the most allowed; retry when one ends")
         process_id = secrets.token_hex(16)
         view = self.sessions.open(process_id, key_bits)
         task = asyncio.create_task(self._run(view, consumer))
-        self._tasks[process_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(process_id, None))
+        self._tasks[process_id], self._consumers[process_id] = task, consumer
+
+        def ended(_: object) -> None:
+            self._tasks.pop(process_id, None)
+            self._consumers.pop(process_id, None)
+
+        task.add_done_callback(ended)
         return process_id
 
     async def run_session(self, key_bits: int, consumer: str = CONTROL) -> SessionView:

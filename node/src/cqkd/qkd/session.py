@@ -58,6 +58,10 @@ class SessionFailed(Exception):
         self.outcome = outcome
 
 
+class TooManySessions(Exception):
+    """A consumer already has MAX_RUNNING_SESSIONS running or waiting; retry when one ends."""
+
+
 def record_session(view: SessionView, party: str) -> None:
     """Count an ended session in the metrics of `party` (alice or bob); error correction's
     figures at Alice only, so that one process holding both counts them once."""

@@ -41,12 +41,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cqkd", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for role in ("bootstrap", "worker"):
-        sub = commands.add_parser(role, help=f"run a {role} DHT node with /health and /metrics")
-        _add_settings_flags(sub)
+def _add_local_parser(commands: Any) -> None:
     local = commands.add_parser("local", help="run a whole network in this process")
     local.add_argument("--workers", type=int, default=15, help="number of workers (default 15)")
     local.add_argument(
@@ -93,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cqkd", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for role in ("bootstrap", "worker"):
+        sub = commands.add_parser(role, help=f"run a {role} DHT node with /health and /metrics")
+        _add_settings_flags(sub)
+    _add_local_parser(commands)
     for role, ports in (
         ("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
         ("bob", "UDP 6001, HTTP 8002, ETSI 8444"),
@@ -251,27 +255,30 @@ def _session_summary(r: dict[str, Any]) -> str:
     )
 
 
-def local(args: argparse.Namespace, settings: Settings) -> int:
-    from cqkd.local import run_local
-
+def _local_usage_error(args: argparse.Namespace, settings: Settings) -> str | None:
+    """What is wrong with `cqkd local`'s options, or None."""
     if args.workers < 1 or args.lookups < 0 or not 0.0 <= args.kill_fraction < 1.0:
-        print(
-            "cqkd local: --workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1", file=sys.stderr
-        )
-        return EXIT_USAGE
+        return "--workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1"
     if args.key_bits is not None:
         from cqkd.qkd.lengths import check_key_bits
 
         try:
             check_key_bits(args.key_bits, settings.max_key_bits)
         except ValueError as exc:
-            print(f"cqkd local: --key-bits: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return f"--key-bits: {exc}"
         if args.sessions < 1 or args.concurrency < 1:
-            print("cqkd local: --sessions >= 1, --concurrency >= 1", file=sys.stderr)
-            return EXIT_USAGE
+            return "--sessions >= 1, --concurrency >= 1"
     if args.rogue_worker and not (args.key_bits or args.serve):
-        print("cqkd local: --rogue-worker needs --key-bits or --serve", file=sys.stderr)
+        return "--rogue-worker needs --key-bits or --serve"
+    return None
+
+
+def local(args: argparse.Namespace, settings: Settings) -> int:
+    from cqkd.local import run_local
+
+    usage = _local_usage_error(args, settings)
+    if usage is not None:
+        print(f"cqkd local: {usage}", file=sys.stderr)
         return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):

@@ -30,7 +30,7 @@ from cqkd.api.auth import read_token
 from cqkd.api.connection import ConnectionLimits
 from cqkd.api.control import ControlConfig, create_control_app
 from cqkd.api.etsi import EtsiConfig, create_etsi_app, key_pool
-from cqkd.api.pki import CertPair, LocalPki, create_local_pki
+from cqkd.api.pki import LocalPki, create_local_pki
 from cqkd.api.server import ApiServer, TlsFiles
 from cqkd.dht.node import DhtNode
 from cqkd.httpd import HttpServer, Response, health_response, metrics_response
@@ -94,6 +94,26 @@ def etsi_config(settings: Settings, role: Role) -> EtsiConfig:
         raise SettingsError(f"ETSI_KEY_SIZE / MAX_KEY_BITS: {exc}") from None
 
 
+def _control_config(settings: Settings, role: Role, node_id: str) -> ControlConfig:
+    try:
+        token = read_token(
+            settings.api_token.get_secret_value() if settings.api_token else None,
+            settings.api_token_file,
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return ControlConfig(role=role, token=token, node_id=node_id,
+                         max_key_bits=settings.max_key_bits)
+
+
+def _limits(settings: Settings, api: str) -> ConnectionLimits:
+    return ConnectionLimits(
+        api=api,
+        request_timeout=settings.api_request_timeout,
+        max_connections=settings.api_max_connections,
+    )
+
+
 class EndpointApis:
     """Alice's or Bob's control API and, with TLS files, ETSI 014 API, on `host`."""
 
@@ -112,31 +132,12 @@ class EndpointApis:
         control_host: str | None = None,
     ) -> None:
         """`host` for the ETSI API, `control_host` (default: `host`) for the control API."""
-        try:
-            token = read_token(
-                settings.api_token.get_secret_value() if settings.api_token else None,
-                settings.api_token_file,
-            )
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-        control = ControlConfig(
-            role=role,
-            token=token,
-            node_id=node_id,
-            max_key_bits=settings.max_key_bits,
-        )
-        def limits(api: str) -> ConnectionLimits:
-            return ConnectionLimits(
-                api=api,
-                request_timeout=settings.api_request_timeout,
-                max_connections=settings.api_max_connections,
-            )
-
+        self.role = role
         self.control = ApiServer(
-            create_control_app(control, party, keystore),
+            create_control_app(_control_config(settings, role, node_id), party, keystore),
             control_host or host,
             http_port,
-            limits=limits("control"),
+            limits=_limits(settings, "control"),
         )
         self.etsi: ApiServer | None = None
         self.pool: KeyPool | None = None
@@ -153,8 +154,7 @@ class EndpointApis:
             app = create_etsi_app(
                 config, keystore, party if role == "alice" else None, self.pool
             )
-            self.etsi = ApiServer(app, host, etsi_port, tls, limits("etsi014"))
-        self.role = role
+            self.etsi = ApiServer(app, host, etsi_port, tls, _limits(settings, "etsi014"))
 
     async def start(self) -> None:
         await self.control.start()
@@ -290,30 +290,40 @@ async def serve_local(
             net = await process.start(LocalNetwork(settings, workers, rng=random.Random(seed)))
             protocol = await attach(net, settings, rogue=rogue)
             process.on_stop(protocol.stop)
-            sides: dict[Role, tuple[Any, KeyStore, CertPair]] = {
-                "alice": (protocol.alice, protocol.alice_keys, pki.alice),
-                "bob": (protocol.bob, protocol.bob_keys, pki.bob),
+            sides: tuple[Role, ...] = ("alice", "bob")
+            servers = {
+                side: await process.start(_local_apis(side, protocol, pki, settings, any_ports))
+                for side in sides
             }
-            servers: dict[Role, EndpointApis] = {}
-            for side, (party, store, pair) in sides.items():
-                ports = DEFAULT_PORTS[side]
-                servers[side] = await process.start(EndpointApis(
-                    side,
-                    party,
-                    store,
-                    settings,
-                    node_id=party.node.node_id.hex(),
-                    host=LOOPBACK,
-                    http_port=0 if any_ports else ports.http,
-                    etsi_port=0 if any_ports else ports.etsi,
-                    tls=TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca),
-                ))
             announced = _announcement(servers, settings, pki, token_file, workers)
             announced["rogue_worker"] = rogue
             print(json.dumps(announced) if as_json else _how_to(announced), flush=True)
             await process.stopped()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _local_apis(
+    side: Role, protocol: Any, pki: LocalPki, settings: Settings, any_ports: bool
+) -> EndpointApis:
+    """The APIs of the in-process network's Alice or Bob on loopback, with the throwaway
+    PKI's certificates: at the default ports, or at any free ones."""
+    party, store, pair = {
+        "alice": (protocol.alice, protocol.alice_keys, pki.alice),
+        "bob": (protocol.bob, protocol.bob_keys, pki.bob),
+    }[side]
+    ports = DEFAULT_PORTS[side]
+    return EndpointApis(
+        side,
+        party,
+        store,
+        settings,
+        node_id=party.node.node_id.hex(),
+        host=LOOPBACK,
+        http_port=0 if any_ports else ports.http,
+        etsi_port=0 if any_ports else ports.etsi,
+        tls=TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca),
+    )
 
 
 def _local_token(settings: Settings, directory: Path) -> tuple[Settings, Path | None]:

@@ -97,6 +97,15 @@ def create_control_app(
     install_error_handlers(app, validation_status=422)
     app.add_middleware(BodySizeLimit)
     guarded = [Depends(bearer_token_guard(config.token))]
+    _add_status_routes(app, config, party)
+    _add_key_routes(app, party, keystore, guarded)
+    if config.role == "alice":
+        _add_generate_key(app, config, cast(KeyRequester, party), keystore, guarded)
+    return app
+
+
+def _add_status_routes(app: FastAPI, config: ControlConfig, party: Party) -> None:
+    """Open routes: liveness, readiness, the network's state, the metrics."""
     started = time.monotonic()
 
     @app.get("/health", tags=["status"])
@@ -128,6 +137,10 @@ def create_control_app(
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
+
+def _add_key_routes(app: FastAPI, party: Party, keystore: KeyStore, guarded: list[Any]) -> None:
+    """Behind the bearer token: a session's view, a confirmed key (once)."""
+
     @app.get("/sessions/{process_id}", tags=["keys"], dependencies=guarded)
     async def session(
         process_id: Annotated[
@@ -155,10 +168,6 @@ def create_control_app(
         return DeliveredKey(
             key_ID=str(key_ID), key=base64.b64encode(key).decode(), size=len(key) * 8
         )
-
-    if config.role == "alice":
-        _add_generate_key(app, config, cast(KeyRequester, party), keystore, guarded)
-    return app
 
 
 def _add_generate_key(

@@ -57,35 +57,7 @@ class ApiServer:
         limits: ConnectionLimits | None = None,
     ) -> None:
         limits = limits or ConnectionLimits(api="etsi014" if tls else "control")
-        base: type[LimitedH11Protocol] = LimitedH11Protocol
-        options: dict[str, object] = {}
-        if tls is not None:
-            # CERT_REQUIRED: a client without a certificate of the CA is refused in the
-            # handshake, before it can hold a connection open or read any route (/docs too).
-            base = ClientCertH11Protocol
-            options = {
-                "ssl_certfile": str(tls.cert),
-                "ssl_keyfile": str(tls.key),
-                "ssl_ca_certs": str(tls.ca),
-                "ssl_cert_reqs": ssl.CERT_REQUIRED,
-                "ssl_ciphers": TLS12_CIPHERS,
-            }
-        protocol = type(base.__name__, (base,), {"limits": limits})
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            lifespan="off",
-            log_config=None,
-            log_level="warning",  # uvicorn's start/stop lines: the endpoint logs its own
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-            http=protocol,
-            **options,  # type: ignore[arg-type]
-        )
+        config = _config(app, host, port, tls, limits)
         handshake_timeout = limits.request_timeout if tls is not None else None
         self._server = _EmbeddedServer(config, handshake_timeout)
         self._socket: socket.socket | None = None
@@ -132,6 +104,39 @@ class ApiServer:
         self._server.should_exit = True
         await self._serving
         self._serving = None
+
+
+def _config(
+    app: FastAPI, host: str, port: int, tls: TlsFiles | None, limits: ConnectionLimits
+) -> uvicorn.Config:
+    base: type[LimitedH11Protocol] = LimitedH11Protocol
+    options: dict[str, object] = {}
+    if tls is not None:
+        # CERT_REQUIRED: a client without a certificate of the CA is refused in the
+        # handshake, before it can hold a connection open or read any route (/docs too).
+        base = ClientCertH11Protocol
+        options = {
+            "ssl_certfile": str(tls.cert),
+            "ssl_keyfile": str(tls.key),
+            "ssl_ca_certs": str(tls.ca),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            "ssl_ciphers": TLS12_CIPHERS,
+        }
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="off",
+        log_config=None,
+        log_level="warning",  # uvicorn's start/stop lines: the endpoint logs its own
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        http=type(base.__name__, (base,), {"limits": limits}),
+        **options,  # type: ignore[arg-type]
+    )
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -202,20 +202,7 @@ class Bob(Owner[_Round]):
             raise Refused("untrusted", "sender is not among TRUSTED_OWNERS")
         self._expire()
         session = self._open(sender, message)
-        round_no = need(message, "round", int)
-        round_key = need(message, "rk", bytes)
-        positions = need(message, "n", int)
-        if round_no in session.rounds or len(round_key) != ROUND_KEY_BYTES:
-            raise ProtocolError("bad or repeated round")
-        if not 0 < positions <= MAX_ROUND_POSITIONS:
-            raise ProtocolError("bad round size")
-        if session.view.raw_bits + positions > self.settings.max_raw_positions:
-            raise ProtocolError("the session's raw positions would exceed MAX_RAW_POSITIONS")
-        try:
-            order = decode_indices(need(message, "order", bytes), positions)
-            check_permutation(order, positions)
-        except ValueError as exc:
-            raise ProtocolError(f"sorting rule: {exc}") from None
+        round_no, round_key, positions, order = self._check_round(session, message)
         chunks, qpms = _chains(need(message, "chains", list), positions)
         for key in need(message, "used", list):
             if isinstance(key, bytes) and session.assigned.get(key) != "BG_B":
@@ -238,6 +225,27 @@ class Bob(Owner[_Round]):
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return {"bgb": [w.public_key for w in generators]}
+
+    def _check_round(
+        self, session: _Session, message: Message
+    ) -> tuple[int, bytes, int, list[int]]:
+        """A new round's number, key, size and sorting permutation; ProtocolError if any
+        is malformed, repeated or past the session's MAX_RAW_POSITIONS."""
+        round_no = need(message, "round", int)
+        round_key = need(message, "rk", bytes)
+        positions = need(message, "n", int)
+        if round_no in session.rounds or len(round_key) != ROUND_KEY_BYTES:
+            raise ProtocolError("bad or repeated round")
+        if not 0 < positions <= MAX_ROUND_POSITIONS:
+            raise ProtocolError("bad round size")
+        if session.view.raw_bits + positions > self.settings.max_raw_positions:
+            raise ProtocolError("the session's raw positions would exceed MAX_RAW_POSITIONS")
+        try:
+            order = decode_indices(need(message, "order", bytes), positions)
+            check_permutation(order, positions)
+        except ValueError as exc:
+            raise ProtocolError(f"sorting rule: {exc}") from None
+        return round_no, round_key, positions, order
 
     async def _command_generator(
         self, session: _Session, round_key: bytes, chunk: int, count: int, qpm: PeerInfo,

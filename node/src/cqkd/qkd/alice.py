@@ -24,6 +24,7 @@ from cqkd.metrics import KEY_POSITIONS
 from cqkd.qkd import bb84
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice, chunks
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
+from cqkd.qkd.asking import Asker
 from cqkd.qkd.cascade import (
     MAX_RANGES_PER_MESSAGE,
     Cascade,
@@ -36,7 +37,6 @@ from cqkd.qkd.channel import (
     Address,
     Message,
     PeerInfo,
-    RemoteError,
     need,
 )
 from cqkd.qkd.crypto import Identity
@@ -57,7 +57,6 @@ from cqkd.qkd.session import (
     CONFIRMATION_FAILED,
     CONFIRMED,
     ERROR,
-    OUTCOMES,
     QBER_EXCEEDED,
     TIMEOUT,
     SessionFailed,
@@ -135,7 +134,8 @@ class Alice(Owner[_Round]):
         self._consumers: dict[str, str] = {}  # process_id -> consumer, while it runs
         # The one limit on sessions: ACTIVE_SESSIONS run at once, the others wait.
         self._active = asyncio.Semaphore(settings.active_sessions)
-        self._sequence: dict[str, int] = {}
+        self._asker = Asker(self.channel, settings.dead_peer_ttl)
+        self._ask = self._asker.ask
         self._last_qber = 0.0  # the first round of a session is planned for it
 
     async def start(self) -> None:
@@ -238,7 +238,7 @@ class Alice(Owner[_Round]):
             with contextlib.suppress(Exception):
                 await self._ask(self._bob, {"k": "abort", "pid": view.process_id,
                                             "outcome": outcome})
-        self._sequence.pop(view.process_id, None)
+        self._asker.forget(view.process_id)
         event(log, "session_finished", process_id=view.process_id, outcome=view.outcome,
               key_bits=view.key_bits, raw_bits=view.raw_bits, sifted_bits=view.sifted_bits,
               qber=view.qber, seconds=round(view.duration_seconds or 0.0, 4), error=view.error)
@@ -330,29 +330,6 @@ class Alice(Owner[_Round]):
                 await self._reconcile(view, bob, got.pool, 0, q_blocks, recheck=True))
         raise SessionFailed(CONFIRMATION_FAILED,
                             "Alice's and Bob's keys still differ after Cascade; discarded")
-
-    async def _ask(self, bob: PeerInfo, message: Message) -> Message:
-        """Send to Bob and return his answer. One answer lost to an RPC timeout is asked
-        again (numbered, so Bob answers without applying it twice), once the DHT layer
-        stops counting Bob as a dead peer."""
-        pid = message["pid"]
-        message["seq"] = self._sequence[pid] = self._sequence.get(pid, 0) + 1
-        protocol = self.node.protocol
-        for attempt in range(2):
-            if protocol.is_dead(bob.address):  # the mark lasts DEAD_PEER_TTL at most
-                await asyncio.sleep(self.settings.dead_peer_ttl)
-            try:
-                reply = await self.channel.send(bob, message)
-            except RemoteError as exc:
-                outcome, _, text = str(exc).partition(": ")
-                if outcome in OUTCOMES and text:
-                    raise SessionFailed(outcome, f"Bob: {text}") from None
-                raise SessionFailed(ERROR, f"Bob refused {message['k']!r}: {exc}") from None
-            if reply is not None:
-                return reply
-            event(log, "bob_silent", logging.WARNING, process_id=pid, message=message["k"],
-                  attempt=attempt + 1)
-        raise SessionFailed(TIMEOUT, f"Bob did not answer {message['k']!r}")
 
     async def _round(
         self, view: SessionView, bob: PeerInfo, round_no: int, positions: int,

@@ -16,7 +16,6 @@ import secrets
 import time
 import uuid
 from array import array
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
@@ -24,6 +23,7 @@ from cqkd.logs import event
 from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
+from cqkd.qkd.asking import Answers
 from cqkd.qkd.cascade import (
     MAX_RANGES_PER_MESSAGE,
     Cascade,
@@ -33,7 +33,6 @@ from cqkd.qkd.cascade import (
 )
 from cqkd.qkd.channel import (
     Address,
-    Handler,
     Message,
     PeerInfo,
     ProtocolError,
@@ -50,7 +49,6 @@ from cqkd.qkd.rounds import Chunk, Round
 from cqkd.qkd.session import (
     CONFIRMED,
     ERROR,
-    KEPT_SESSIONS,
     TIMEOUT,
     SessionFailed,
     SessionView,
@@ -63,7 +61,6 @@ from cqkd.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_ROUND_POSITIONS = 1 << 22
-_KEPT_ANSWERS = KEPT_SESSIONS
 
 
 @dataclass
@@ -100,14 +97,14 @@ class Bob(Owner[_Round]):
         self._sessions: dict[str, _Session] = {}  # running ones
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._answers: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
+        answers = Answers()
         for kind, handler in {
             "round": self._on_round, "collect": self._on_collect, "sample": self._on_sample,
             "reveal": self._on_reveal, "cascade": self._on_cascade, "verify": self._on_verify,
             "confirm": self._on_confirm,
             "abort": self._on_abort,
         }.items():
-            self.channel.on(kind, self._answer_once(handler))
+            self.channel.on(kind, answers.once(handler))
 
     async def start(self) -> None:
         await self.directory.workers(refresh=True)
@@ -178,24 +175,6 @@ class Bob(Owner[_Round]):
             self._finish(pid, "failed", TIMEOUT, "session expired at Bob")
 
     # --- handlers ---
-
-    def _answer_once(self, handler: Handler) -> Handler:
-        """Alice numbers her messages per session and resends one whose answer was lost:
-        the resent message gets the same answer again instead of being applied twice."""
-
-        async def answer(sender: bytes, address: Address, message: Message) -> Message:
-            pid, seq = need(message, "pid", str), need(message, "seq", int)
-            last = self._answers.get(pid)
-            if last is not None and last[0] == sender and last[1] == seq:
-                return last[2]
-            reply = await handler(sender, address, message)
-            self._answers[pid] = (sender, seq, reply)
-            self._answers.move_to_end(pid)
-            while len(self._answers) > _KEPT_ANSWERS:
-                self._answers.popitem(last=False)
-            return reply
-
-        return answer
 
     async def _on_round(self, sender: bytes, address: Address, message: Message) -> Message:
         if sender not in self.trusted:

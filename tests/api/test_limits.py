@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from cqkd.qkd.keystore import KeyStore
 from helpers.api import Deployment, alice_apis
@@ -24,15 +23,23 @@ def full(store: KeyStore) -> Iterator[None]:
 
 
 async def test_too_many_running_sessions_429(deployment: Deployment) -> None:
-    async with alice_apis(deployment, max_running_sessions=1) as apis:
-        url = f"http://127.0.0.1:{apis.control.port}/generate-key"
-        async with httpx.AsyncClient() as client:
+    alice = deployment.parties["alice"]
+    # Alice holds the limit (per consumer): the control API's sessions, at most 1 here.
+    settings = alice.settings
+    alice.settings = settings.model_copy(update={"max_running_sessions": 1})
+    try:
+        async with deployment.control("alice") as client:
             first, second = await asyncio.gather(
                 *(
-                    client.post(url, json={"desired_key_length": 4096}, headers=deployment.auth)
+                    client.post(
+                        "/generate-key", json={"desired_key_length": 4096},
+                        headers=deployment.auth,
+                    )
                     for _ in range(2)
                 )
             )
+    finally:
+        alice.settings = settings
     assert sorted([first.status_code, second.status_code]) == [202, 429]
     refused = first if first.status_code == 429 else second
     assert refused.headers["retry-after"] == "1"

@@ -19,7 +19,7 @@ async def sessions(key_bits: int, count: int, workers: int = 15, **knobs: object
     settings = load_settings(**{"rpc_timeout": 3.0, "session_timeout": 300.0, **knobs})
     async with protocol_network(settings, workers) as (net, protocol):
         report = await run_sessions(net, protocol, key_bits, count, concurrency=1)
-        report["views"] = list(protocol.alice._views.values())
+        report["views"] = protocol.alice.sessions.views()
         report["bob_views"] = [protocol.bob.session(v.process_id) for v in report["views"]]
         return report
 

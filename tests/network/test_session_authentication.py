@@ -111,6 +111,7 @@ async def test_a_worker_that_merely_joined_the_dht_is_never_allocated() -> None:
         node = await net.add_node("intruder")
         settings = p.alice.settings
         intruder = Worker(node, Identity.generate(), settings)  # no admission ticket
+        await intruder.start()
         await p.alice.directory.workers(refresh=True)
         await p.bob.directory.workers(refresh=True)
         known = {w.public_key for w in p.alice.directory.known + p.bob.directory.known}

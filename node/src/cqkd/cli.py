@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -42,12 +40,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cqkd", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for role in ("bootstrap", "worker"):
-        sub = commands.add_parser(role, help=f"run a {role} DHT node with /health and /metrics")
-        _add_settings_flags(sub)
+def _add_local_parser(commands: Any) -> None:
     local = commands.add_parser("local", help="run a whole network in this process")
     local.add_argument("--workers", type=int, default=15, help="number of workers (default 15)")
     local.add_argument(
@@ -95,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--json", action="store_true", help="print one JSON object")
     _add_settings_flags(local)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cqkd", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for role in ("bootstrap", "worker"):
+        sub = commands.add_parser(role, help=f"run a {role} DHT node with /health and /metrics")
+        _add_settings_flags(sub)
+    _add_local_parser(commands)
     for role, ports in (
         ("alice", "UDP 6000, HTTP 8001, ETSI 8443"),
         ("bob", "UDP 6001, HTTP 8002, ETSI 8444"),
@@ -134,54 +136,67 @@ async def serve(settings: Settings, role: str) -> None:
     """Run one node until SIGTERM or SIGINT; errors propagate (the process exits non-zero)."""
     from cqkd.dht.config import DhtConfig
     from cqkd.dht.node import DhtNode
-    from cqkd.httpd import HttpServer, health_response, metrics_response
+    from cqkd.httpd import HttpServer
+    from cqkd.lifecycle import Lifecycle
     from cqkd.logs import event
-    from cqkd.metrics import ROUTING_TABLE_PEERS
 
     if role == "worker" and not settings.bootstrap_nodes:
         raise SettingsError("BOOTSTRAP_NODES is empty: a worker needs host:port of a bootstrap")
-    stop = asyncio.Event()
-    stop_requested = 0.0
+    async with Lifecycle(role) as process:
+        # The CQKD protocol never uses DHT storage on workers: they refuse STORE (issue 11).
+        node = DhtNode(DhtConfig(**settings.dht_options()), role, accept_store=role != "worker")
+        # Workers play the protocol's roles; bootstraps only answer discovery's hello.
+        if role == "worker":
+            from cqkd.qkd.worker import Worker
 
-    def request_stop() -> None:
-        nonlocal stop_requested
-        stop_requested = stop_requested or time.monotonic()
-        stop.set()
+            identity, ticket = _worker_identity(settings)
+            worker = Worker(node, identity, settings, ticket)
+        else:
+            from cqkd.qkd.channel import serve_hello
 
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, request_stop)
+            serve_hello(node)
+        await process.start(node)
+        joined = asyncio.Event()
+        # Same port number as the bound UDP port (DHT_PORT=0 picks one) unless HTTP_PORT is set.
+        http_port = node.address[1] if settings.http_port is None else settings.http_port
+        routes = _status_routes(node, role, joined)
+        http = await process.start(HttpServer(routes, settings.dht_host, http_port))
+        event(log, "http_listening", port=http.port)
+        if role == "worker":
+            await process.start(worker)
+        if await process.until_stopped(
+            node.join(settings.bootstrap_nodes, required=role == "worker")
+        ):
+            joined.set()
+            await process.stopped()
 
-    # The CQKD protocol never uses DHT storage on workers: they refuse STORE (issue 11).
-    node = DhtNode(DhtConfig(**settings.dht_options()), role, accept_store=role != "worker")
-    joined = False
-    # Workers play the protocol's roles; bootstraps only answer discovery's hello.
-    if role == "worker":
-        from cqkd.qkd.crypto import Identity, admit
-        from cqkd.qkd.worker import Worker
 
-        identity = Identity.generate()
-        # The deployment's admission key signs this run's identity: Alice and Bob give
-        # roles only to workers whose ticket verifies under ADMISSION_KEYS.
-        ticket = b""
-        if settings.admission_key_file is not None:
-            try:
-                authority = Identity.from_file(settings.admission_key_file)
-            except ValueError as exc:
-                raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
-            ticket = admit(authority, identity.public_key)
-        Worker(node, identity, settings, ticket)
-    else:
-        from cqkd.qkd.channel import serve_hello
+def _worker_identity(settings: Settings) -> tuple[Any, bytes]:
+    """This run's worker identity and the deployment's admission ticket for it: Alice and
+    Bob give roles only to workers whose ticket verifies under ADMISSION_KEYS."""
+    from cqkd.qkd.crypto import Identity, admit
 
-        serve_hello(node)
+    identity = Identity.generate()
+    if settings.admission_key_file is None:
+        return identity, b""
+    try:
+        authority = Identity.from_file(settings.admission_key_file)
+    except ValueError as exc:
+        raise SettingsError(f"ADMISSION_KEY_FILE: {exc}") from None
+    return identity, admit(authority, identity.public_key)
 
-    def health() -> tuple[int, str, bytes]:
+
+def _status_routes(node: Any, role: str, joined: asyncio.Event) -> dict[str, Any]:
+    """GET /health (ok once joined with a non-empty table) and GET /metrics of `node`."""
+    from cqkd.httpd import Response, health_response, metrics_response
+    from cqkd.metrics import ROUTING_TABLE_PEERS
+
+    def health() -> Response:
         size = node.routing_table_size
-        healthy = joined and (size > 0 or role == "bootstrap")
+        healthy = joined.is_set() and (size > 0 or role == "bootstrap")
         return health_response(
             {
-                "status": "ok" if healthy else ("joining" if not joined else "isolated"),
+                "status": "ok" if healthy else ("isolated" if joined.is_set() else "joining"),
                 "node_id": node.node_id.hex(),
                 "role": role,
                 "routing_table_size": size,
@@ -189,33 +204,11 @@ async def serve(settings: Settings, role: str) -> None:
             }
         )
 
-    def metrics() -> tuple[int, str, bytes]:
+    def metrics() -> Response:
         ROUTING_TABLE_PEERS.set(node.routing_table_size)
         return metrics_response()
 
-    await node.start()
-    # Same port number as the bound UDP port (DHT_PORT=0 picks one) unless HTTP_PORT is set.
-    http_port = node.address[1] if settings.http_port is None else settings.http_port
-    http = HttpServer({"/health": health, "/metrics": metrics}, settings.dht_host, http_port)
-    try:
-        await http.start()
-        event(log, "http_listening", port=http.port)
-        join = asyncio.create_task(node.join(settings.bootstrap_nodes, required=role == "worker"))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({join, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if join.done():
-            join.result()
-            joined = True
-            await stopping
-        else:
-            join.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await join
-    finally:
-        await http.stop()
-        await node.stop()
-    shutdown = time.monotonic() - stop_requested if stop_requested else 0.0
-    event(log, "stopped", role=role, shutdown_seconds=round(shutdown, 3))
+    return {"/health": health, "/metrics": metrics}
 
 
 # --- local network ---
@@ -263,33 +256,35 @@ def _session_summary(r: dict[str, Any]) -> str:
     )
 
 
-def local(args: argparse.Namespace, settings: Settings) -> int:
-    from cqkd.sim.report import run_local
-
+def _local_usage_error(args: argparse.Namespace, settings: Settings) -> str | None:
+    """What is wrong with `cqkd local`'s options, or None."""
     if args.workers < 1 or args.lookups < 0 or not 0.0 <= args.kill_fraction < 1.0:
-        print(
-            "cqkd local: --workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1", file=sys.stderr
-        )
-        return EXIT_USAGE
+        return "--workers >= 1, --lookups >= 0, 0 <= --kill-fraction < 1"
     if args.key_bits is not None:
         from cqkd.qkd.lengths import check_key_bits
 
         try:
             check_key_bits(args.key_bits, settings.max_key_bits)
         except ValueError as exc:
-            print(f"cqkd local: --key-bits: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return f"--key-bits: {exc}"
         if args.sessions < 1 or args.concurrency < 1:
-            print("cqkd local: --sessions >= 1, --concurrency >= 1", file=sys.stderr)
-            return EXIT_USAGE
+            return "--sessions >= 1, --concurrency >= 1"
     if args.rogue_worker is not None:
         from cqkd.sim.rogue import BEHAVIOURS
 
         if args.rogue_worker not in BEHAVIOURS:
-            print(f"cqkd local: --rogue-worker: one of {', '.join(BEHAVIOURS)}", file=sys.stderr)
-            return EXIT_USAGE
+            return f"--rogue-worker: one of {', '.join(BEHAVIOURS)}"
     if args.rogue_worker and not (args.key_bits or args.serve):
-        print("cqkd local: --rogue-worker needs --key-bits or --serve", file=sys.stderr)
+        return "--rogue-worker needs --key-bits or --serve"
+    return None
+
+
+def local(args: argparse.Namespace, settings: Settings) -> int:
+    from cqkd.sim.report import run_local
+
+    usage = _local_usage_error(args, settings)
+    if usage is not None:
+        print(f"cqkd local: {usage}", file=sys.stderr)
         return EXIT_USAGE
     # Per-node start/join events of hundreds of nodes would drown the summary.
     for name in ("cqkd.dht", "cqkd.qkd"):

@@ -13,11 +13,11 @@ then the node. `EndpointApis` is the part `cqkd local --serve` (cqkd.sim.serve) 
 the Alice and Bob of an in-process network.
 """
 
+
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from typing import Any
 
@@ -25,11 +25,11 @@ from cqkd.api.auth import read_token
 from cqkd.api.connection import ConnectionLimits
 from cqkd.api.control import ControlConfig, create_control_app
 from cqkd.api.etsi import EtsiConfig, create_etsi_app, key_pool
-from cqkd.api.server import HttpServer, TlsFiles
+from cqkd.api.server import ApiServer, TlsFiles
 from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
-from cqkd.httpd import HttpServer as StatusServer
-from cqkd.httpd import Response, health_response, metrics_response
+from cqkd.httpd import HttpServer, Response, health_response, metrics_response
+from cqkd.lifecycle import Lifecycle
 from cqkd.logs import event
 from cqkd.ports import DEFAULT_PORTS, Role, role_settings
 from cqkd.qkd.alice import Alice
@@ -87,6 +87,26 @@ def etsi_config(settings: Settings, role: Role) -> EtsiConfig:
         raise SettingsError(f"ETSI_KEY_SIZE / MAX_KEY_BITS: {exc}") from None
 
 
+def _control_config(settings: Settings, role: Role, node_id: str) -> ControlConfig:
+    try:
+        token = read_token(
+            settings.api_token.get_secret_value() if settings.api_token else None,
+            settings.api_token_file,
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return ControlConfig(role=role, token=token, node_id=node_id,
+                         max_key_bits=settings.max_key_bits)
+
+
+def _limits(settings: Settings, api: str) -> ConnectionLimits:
+    return ConnectionLimits(
+        api=api,
+        request_timeout=settings.api_request_timeout,
+        max_connections=settings.api_max_connections,
+    )
+
+
 class EndpointApis:
     """Alice's or Bob's control API and, with TLS files, ETSI 014 API, on `host`."""
 
@@ -105,46 +125,29 @@ class EndpointApis:
         control_host: str | None = None,
     ) -> None:
         """`host` for the ETSI API, `control_host` (default: `host`) for the control API."""
-        try:
-            token = read_token(
-                settings.api_token.get_secret_value() if settings.api_token else None,
-                settings.api_token_file,
-            )
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-        control = ControlConfig(
-            role=role,
-            token=token,
-            node_id=node_id,
-            max_key_bits=settings.max_key_bits,
-            max_running_sessions=settings.max_running_sessions,
-        )
-        def limits(api: str) -> ConnectionLimits:
-            return ConnectionLimits(
-                api=api,
-                request_timeout=settings.api_request_timeout,
-                max_connections=settings.api_max_connections,
-            )
-
-        self.control = HttpServer(
-            create_control_app(control, party, keystore),
+        self.role = role
+        self.control = ApiServer(
+            create_control_app(_control_config(settings, role, node_id), party, keystore),
             control_host or host,
             http_port,
-            limits=limits("control"),
+            limits=_limits(settings, "control"),
         )
-        self.etsi: HttpServer | None = None
+        self.etsi: ApiServer | None = None
         self.pool: KeyPool | None = None
         if tls is not None:
             config = etsi_config(settings, role)
             if role == "alice":
                 self.pool = key_pool(
-                    config, keystore, party, lambda: bool(party.network_status()["converged"])
+                    config,
+                    keystore,
+                    party,
+                    settings.active_sessions,
+                    lambda: bool(party.network_status()["converged"]),
                 )
             app = create_etsi_app(
                 config, keystore, party if role == "alice" else None, self.pool
             )
-            self.etsi = HttpServer(app, host, etsi_port, tls, limits("etsi014"))
-        self.role = role
+            self.etsi = ApiServer(app, host, etsi_port, tls, _limits(settings, "etsi014"))
 
     async def start(self) -> None:
         await self.control.start()
@@ -172,11 +175,49 @@ class EndpointApis:
 
 async def run_endpoint(settings: Settings, role: Role) -> None:
     """Run Alice or Bob until SIGTERM or SIGINT; errors propagate (exit non-zero)."""
+    settings, identity = _endpoint_settings(settings, role)
+    tls = tls_files(settings)
+    async with Lifecycle(role) as process:
+        keystore = KeyStore(settings.key_store_max_keys)
+        node = DhtNode(DhtConfig(**settings.dht_options()), role)
+        party: Any
+        if role == "alice":
+            assert settings.bob_address is not None
+            party = Alice(node, identity, keystore, settings, settings.bob_address)
+        else:
+            party = Bob(node, identity, keystore, settings)
+        apis = EndpointApis(
+            role,
+            party,
+            keystore,
+            settings,
+            node_id=node.node_id.hex(),
+            host=settings.dht_host,
+            http_port=settings.effective_http_port,
+            etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
+            tls=tls,
+            control_host=settings.control_host,
+        )
+        await process.start(node)
+        # The engine stops after the APIs that drive it, whether or not it got to start.
+        process.on_stop(party.stop)
+        status = await process.start(_status_server(settings, role, node))
+        event(log, "http_listening", role=role, api="status", port=status.port)
+        await process.start(apis)
+        if await process.until_stopped(node.join(settings.bootstrap_nodes)):
+            event(log, "joined", role=role, routing_table_size=node.routing_table_size)
+            await party.start()
+            await process.stopped()
+
+
+def _endpoint_settings(settings: Settings, role: Role) -> tuple[Settings, Identity]:
+    """`role`'s settings, checked for what Alice or Bob cannot run without, and its owner
+    identity; the admission key file's public key joins ADMISSION_KEYS. SettingsError
+    says which setting is missing."""
     settings = role_settings(settings, role)
     if not settings.bootstrap_nodes:
         raise SettingsError(f"BOOTSTRAP_NODES is empty: {role} needs host:port of a bootstrap")
-    bob_address = settings.bob_address
-    if role == "alice" and bob_address is None:
+    if role == "alice" and settings.bob_address is None:
         raise SettingsError("BOB_ADDRESS is empty: Alice needs host:port of Bob's DHT node")
     if settings.owner_key_file is None:
         raise SettingsError(f"OWNER_KEY_FILE is empty: {role} signs commands with its key")
@@ -198,60 +239,10 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
             f"ADMISSION_KEYS and ADMISSION_KEY_FILE are empty: {role} gives roles only to "
             "workers the deployment admitted, so give it the admission key (or its public key)"
         )
-    tls = tls_files(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-
-    keystore = KeyStore(settings.key_store_max_keys)
-    node = DhtNode(DhtConfig(**settings.dht_options()), role)
-    party: Any
-    if role == "alice":
-        assert bob_address is not None
-        party = Alice(node, identity, keystore, settings, bob_address)
-    else:
-        party = Bob(node, identity, keystore, settings)
-    apis = EndpointApis(
-        role,
-        party,
-        keystore,
-        settings,
-        node_id=node.node_id.hex(),
-        host=settings.dht_host,
-        http_port=settings.effective_http_port,
-        etsi_port=settings.etsi_port or DEFAULT_PORTS[role].etsi,
-        tls=tls,
-        control_host=settings.control_host,
-    )
-    await node.start()
-    status = _status_server(settings, role, node)
-    tasks: list[asyncio.Task[Any]] = []
-    try:
-        await status.start()
-        event(log, "http_listening", role=role, api="status", port=status.port)
-        await apis.start()
-        joining = asyncio.create_task(node.join(settings.bootstrap_nodes))
-        stopping = asyncio.create_task(stop.wait())
-        tasks += [joining, stopping]
-        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if joining.done():
-            joining.result()
-            event(log, "joined", role=role, routing_table_size=node.routing_table_size)
-            await party.start()
-            await stopping
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await apis.stop()
-        await status.stop()
-        await party.stop()
-        await node.stop()
-    event(log, "stopped", role=role)
+    return settings, identity
 
 
-def _status_server(settings: Settings, role: Role, node: DhtNode) -> StatusServer:
+def _status_server(settings: Settings, role: Role, node: DhtNode) -> HttpServer:
     """GET /health and /metrics on DHT_HOST at the DHT port number, as on every node."""
     started = time.monotonic()
 
@@ -267,4 +258,4 @@ def _status_server(settings: Settings, role: Role, node: DhtNode) -> StatusServe
         )
 
     routes = {"/health": health, "/metrics": metrics_response}
-    return StatusServer(routes, settings.dht_host, node.address[1])
+    return HttpServer(routes, settings.dht_host, node.address[1])

@@ -354,7 +354,12 @@ class Settings:
         _integer(64, 131_072, multiple_of=8),
         "the longest key one may ask for, bits, a multiple of 8, 64..131072",
     )
-    max_running_sessions: int = setting(64, _integer(1, 10_000), "an integer 1..10000")
+    max_running_sessions: int = setting(
+        64,
+        _integer(1, 10_000),
+        "sessions one consumer may have running or waiting at Alice (more are "
+        "refused: 429 on the control API), 1..10000",
+    )
     etsi_key_size: int = setting(
         256,
         _integer(8, 1_048_576, multiple_of=8),

@@ -55,7 +55,7 @@ def refusal(status: int, message: str) -> bytes:
 
 
 class LimitedH11Protocol(H11Protocol):
-    """Set `limits` on a subclass (HttpServer does) before uvicorn instantiates it."""
+    """Set `limits` on a subclass (ApiServer does) before uvicorn instantiates it."""
 
     limits: ClassVar[ConnectionLimits] = ConnectionLimits(api="unknown")
     _deadline: asyncio.TimerHandle | None = None

@@ -29,7 +29,7 @@ from cqkd.metrics import exposition
 from cqkd.ports import Role
 from cqkd.qkd.keystore import CONTROL, KeyElsewhere, KeyStore
 from cqkd.qkd.lengths import KEY_BITS_MULTIPLE, check_key_bits
-from cqkd.qkd.session import SessionView
+from cqkd.qkd.session import SessionView, TooManySessions
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class ControlConfig:
     token: str
     node_id: str
     max_key_bits: int = 16384
-    max_running_sessions: int = 64
 
 
 class GenerateKeyAccepted(BaseModel):
@@ -98,6 +97,15 @@ def create_control_app(
     install_error_handlers(app, validation_status=422)
     app.add_middleware(BodySizeLimit)
     guarded = [Depends(bearer_token_guard(config.token))]
+    _add_status_routes(app, config, party)
+    _add_key_routes(app, party, keystore, guarded)
+    if config.role == "alice":
+        _add_generate_key(app, config, cast(KeyRequester, party), keystore, guarded)
+    return app
+
+
+def _add_status_routes(app: FastAPI, config: ControlConfig, party: Party) -> None:
+    """Open routes: liveness, readiness, the network's state, the metrics."""
     started = time.monotonic()
 
     @app.get("/health", tags=["status"])
@@ -129,6 +137,10 @@ def create_control_app(
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
+
+def _add_key_routes(app: FastAPI, party: Party, keystore: KeyStore, guarded: list[Any]) -> None:
+    """Behind the bearer token: a session's view, a confirmed key (once)."""
+
     @app.get("/sessions/{process_id}", tags=["keys"], dependencies=guarded)
     async def session(
         process_id: Annotated[
@@ -157,10 +169,6 @@ def create_control_app(
             key_ID=str(key_ID), key=base64.b64encode(key).decode(), size=len(key) * 8
         )
 
-    if config.role == "alice":
-        _add_generate_key(app, config, cast(KeyRequester, party), keystore, guarded)
-    return app
-
 
 def _add_generate_key(
     app: FastAPI,
@@ -183,21 +191,9 @@ def _add_generate_key(
         def _key_length_rule(cls, value: int) -> int:
             return check_key_bits(value, config.max_key_bits)
 
-    running: set[str] = set()
-
     @app.post("/generate-key", tags=["keys"], status_code=202, dependencies=guarded)
     async def generate_key(request: GenerateKeyRequest, response: Response) -> GenerateKeyAccepted:
         """Start a key session in the background; follow it at the returned status URL."""
-        for process_id in list(running):
-            view = alice.session(process_id)
-            if view is None or view.status != "running":
-                running.discard(process_id)
-        if len(running) >= config.max_running_sessions:
-            raise ApiError(
-                429,
-                f"{len(running)} sessions are running, the most allowed; retry when one ends",
-                headers={"Retry-After": "1"},
-            )
         if keystore.count() >= keystore.max_keys:
             raise ApiError(
                 503,
@@ -206,9 +202,10 @@ def _add_generate_key(
             )
         try:
             process_id = alice.begin_session(request.desired_key_length, CONTROL)
+        except TooManySessions as exc:
+            raise ApiError(429, str(exc), headers={"Retry-After": "1"}) from None
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
-        running.add(process_id)
         event(log, "session_requested", process_id=process_id, key_bits=request.desired_key_length)
         status_url = f"/sessions/{process_id}"
         response.headers["Location"] = status_url

@@ -29,10 +29,12 @@ from cqkd.ports import Role
 from cqkd.qkd.keystore import KeyElsewhere, KeyStore, etsi_consumer
 from cqkd.qkd.lengths import check_key_bits
 from cqkd.qkd.pool import KeyPool, PoolUnavailable
+from cqkd.qkd.session import TooManySessions
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/keys"
+_TOO_SLOW = "keys not available yet: key sessions are too slow; retry"
 Caller = Annotated[str, Depends(client_sae_id)]
 
 
@@ -48,7 +50,6 @@ class EtsiConfig:
     max_key_size: int = 4096
     max_key_per_request: int = 32
     topup_timeout_seconds: float = 30.0
-    topup_concurrency: int = 4
     pool_low: int = 32
     pool_high: int = 64
 
@@ -144,9 +145,12 @@ def key_pool(
     config: EtsiConfig,
     keystore: KeyStore,
     alice: KeyRequester,
+    concurrency: int,
     ready: Callable[[], bool] = lambda: True,
 ) -> KeyPool:
-    """Alice's pool of `config.key_size`-bit keys for the SAE pair; start() it."""
+    """Alice's pool of `config.key_size`-bit keys for the SAE pair; start() it.
+    `concurrency`: the sessions Alice runs at once (ACTIVE_SESSIONS), so that the pool never
+    queues more sessions at her than she would run."""
     return KeyPool(
         keystore,
         alice.run_session,
@@ -154,7 +158,7 @@ def key_pool(
         config.key_size,
         low=config.pool_low,
         high=config.pool_high,
-        concurrency=config.topup_concurrency,
+        concurrency=concurrency,
         ready=ready,
     )
 
@@ -237,83 +241,120 @@ class _TopUp:
         self.keystore = keystore
         self.alice = alice
         self.pool = pool
-        self.slots = asyncio.Semaphore(config.topup_concurrency)
-
-    async def _session(self, size: int) -> Any:
-        async with self.slots:
-            return await self.alice.run_session(size, _consumer(self.config))
 
     async def take(self, number: int, size: int) -> list[tuple[str, bytes]]:
+        """`number` keys of `size` bits for the SAE pair: from the pool for its size, from
+        the store for others, running sessions for the shortfall. ApiError 503 when they
+        do not come within the top-up timeout or cannot come at all."""
         if self.pool is not None and size == self.pool.key_bits:
-            try:
-                async with asyncio.timeout(self.config.topup_timeout_seconds):
-                    return await self.pool.take(number)
-            except TimeoutError:
-                raise ApiError(
-                    503, "keys not available yet: key sessions are too slow; retry"
-                ) from None
-            except PoolUnavailable as exc:
-                raise ApiError(503, str(exc)) from None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.topup_timeout_seconds
+            return await self._from_pool(number)
+        deadline = asyncio.get_running_loop().time() + self.config.topup_timeout_seconds
         consumer = _consumer(self.config)
         while not (keys := self.keystore.take(number, size // 8, consumer)):
-            shortfall = number - self.keystore.count(size // 8, consumer)
-            if self.keystore.count() + shortfall > self.keystore.max_keys:
-                raise ApiError(
-                    503, "the key store is full: keys made for other requests wait to be collected"
-                )
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ApiError(503, "keys not available yet: key sessions are too slow; retry")
-            try:
-                async with asyncio.timeout(remaining):
-                    views = await asyncio.gather(*(self._session(size) for _ in range(shortfall)))
-            except TimeoutError:
-                raise ApiError(
-                    503, "keys not available yet: key sessions are too slow; retry"
-                ) from None
-            failed = [view for view in views if view.status != "confirmed"]
-            if len(failed) == len(views):
-                outcomes = sorted({str(view.outcome) for view in failed})
-                raise ApiError(
-                    503,
-                    "key sessions failed; no key available",
-                    [{"outcome": outcome} for outcome in outcomes],
-                )
+            await self._top_up(number, size, consumer, deadline)
         return keys
+
+    async def _from_pool(self, number: int) -> list[tuple[str, bytes]]:
+        assert self.pool is not None
+        try:
+            async with asyncio.timeout(self.config.topup_timeout_seconds):
+                return await self.pool.take(number)
+        except TimeoutError:
+            raise ApiError(503, _TOO_SLOW) from None
+        except PoolUnavailable as exc:
+            raise ApiError(503, str(exc)) from None
+
+    async def _top_up(self, number: int, size: int, consumer: str, deadline: float) -> None:
+        """Run sessions for what the store lacks of `number` keys of `size` bits."""
+        shortfall = number - self.keystore.count(size // 8, consumer)
+        if self.keystore.count() + shortfall > self.keystore.max_keys:
+            raise ApiError(
+                503, "the key store is full: keys made for other requests wait to be collected"
+            )
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise ApiError(503, _TOO_SLOW)
+        try:
+            # Alice queues the sessions beyond those she runs at once (ACTIVE_SESSIONS).
+            async with asyncio.timeout(remaining):
+                views = await asyncio.gather(
+                    *(self.alice.run_session(size, consumer) for _ in range(shortfall))
+                )
+        except TimeoutError:
+            raise ApiError(503, _TOO_SLOW) from None
+        except TooManySessions as exc:
+            raise ApiError(503, str(exc)) from None
+        failed = [view for view in views if view.status != "confirmed"]
+        if len(failed) == len(views):
+            outcomes = sorted({str(view.outcome) for view in failed})
+            raise ApiError(
+                503,
+                "key sessions failed; no key available",
+                [{"outcome": outcome} for outcome in outcomes],
+            )
+
+
+def _size(config: EtsiConfig, number: int, size: int | None) -> int:
+    """The key size a request asks for (the default if none), checked against the KME's
+    limits; ApiError 400 otherwise."""
+    size = config.key_size if size is None else size
+    if number > config.max_key_per_request:
+        raise ApiError(400, f"number must be at most {config.max_key_per_request}")
+    try:
+        check_key_bits(size, config.max_key_size)
+    except ValueError as exc:
+        raise ApiError(400, f"size: {exc}") from None
+    if size < config.min_key_size:
+        raise ApiError(400, f"size must be at least min_key_size, {config.min_key_size} bits")
+    return size
+
+
+async def _enc_keys(
+    config: EtsiConfig, topup: _TopUp, slave_sae_id: str, caller: str, request: KeyRequest
+) -> KeyContainer:
+    _check_caller(caller, config.master_sae_id, slave_sae_id, config.slave_sae_id)
+    if request.additional_slave_SAE_IDs:
+        raise ApiError(400, "additional_slave_SAE_IDs are not supported (max_SAE_ID_count 0)")
+    if request.extension_mandatory:
+        # The extensions' names are the client's: not echoed (nor made encodable).
+        raise ApiError(400, "no mandatory extension is supported")
+    size = _size(config, request.number, request.size)
+    keys = await topup.take(request.number, size)
+    event(log, "keys_delivered", api="etsi_enc_keys", sae=caller, keys=len(keys), bits=size)
+    return _encode(keys)
+
+
+def _dec_keys(
+    config: EtsiConfig, keystore: KeyStore, master_sae_id: str, caller: str,
+    key_ids: list[uuid.UUID],
+) -> KeyContainer:
+    _check_caller(caller, config.slave_sae_id, master_sae_id, config.master_sae_id)
+    if len(key_ids) > config.max_key_per_request:
+        raise ApiError(400, f"at most {config.max_key_per_request} key_IDs per request")
+    try:
+        keys, missing = keystore.pop_many((str(key_id) for key_id in key_ids), _consumer(config))
+    except KeyElsewhere as exc:
+        raise ApiError(
+            400,
+            "keys not made for this SAE pair: they go to the consumer they were made for",
+            [{"key_ID": key_id} for key_id in exc.key_ids],
+        ) from None
+    if missing:
+        raise ApiError(
+            400,
+            "keys not found: unknown or already delivered",
+            [{"key_ID": key_id} for key_id in missing],
+        )
+    event(log, "keys_delivered", api="etsi_dec_keys", sae=caller, keys=len(keys))
+    return _encode(list(keys.items()))
 
 
 def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, topup: _TopUp) -> None:
-    def check_size(number: int, size: int | None) -> int:
-        size = config.key_size if size is None else size
-        if number > config.max_key_per_request:
-            raise ApiError(400, f"number must be at most {config.max_key_per_request}")
-        try:
-            check_key_bits(size, config.max_key_size)
-        except ValueError as exc:
-            raise ApiError(400, f"size: {exc}") from None
-        if size < config.min_key_size:
-            raise ApiError(400, f"size must be at least min_key_size, {config.min_key_size} bits")
-        return size
-
     @app.get(PREFIX + "/{slave_SAE_ID}/status", tags=["master"])
     async def get_status(slave_SAE_ID: str, caller: Caller) -> Status:
         """Status of the key link to the slave SAE."""
         _check_caller(caller, config.master_sae_id, slave_SAE_ID, config.slave_sae_id)
         return _status(config, keystore, topup.pool)
-
-    async def enc_keys(slave_sae_id: str, caller: str, request: KeyRequest) -> KeyContainer:
-        _check_caller(caller, config.master_sae_id, slave_sae_id, config.slave_sae_id)
-        if request.additional_slave_SAE_IDs:
-            raise ApiError(400, "additional_slave_SAE_IDs are not supported (max_SAE_ID_count 0)")
-        if request.extension_mandatory:
-            # The extensions' names are the client's: not echoed (nor made encodable).
-            raise ApiError(400, "no mandatory extension is supported")
-        size = check_size(request.number, request.size)
-        keys = await topup.take(request.number, size)
-        event(log, "keys_delivered", api="etsi_enc_keys", sae=caller, keys=len(keys), bits=size)
-        return _encode(keys)
 
     request_model = key_request_model(config)
 
@@ -335,7 +376,8 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
         ] = None,
     ) -> KeyContainer:
         """`number` new keys of `size` bits for the master SAE, with their key_IDs."""
-        return await enc_keys(slave_SAE_ID, caller, KeyRequest(number=number, size=size))
+        return await _enc_keys(config, topup, slave_SAE_ID, caller,
+                               KeyRequest(number=number, size=size))
 
     @app.post(PREFIX + "/{slave_SAE_ID}/enc_keys", tags=["master"])
     async def post_enc_keys(
@@ -344,7 +386,7 @@ def _add_master_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore, top
         caller: Caller,
     ) -> KeyContainer:
         """As GET, with the request in a JSON body."""
-        return await enc_keys(slave_SAE_ID, caller, request)
+        return await _enc_keys(config, topup, slave_SAE_ID, caller, request)
 
 
 def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> None:
@@ -357,29 +399,6 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
         _check_caller(caller, config.slave_sae_id, master_SAE_ID, config.master_sae_id)
         return _status(config, keystore)
 
-    def dec_keys(master_sae_id: str, caller: str, key_ids: list[uuid.UUID]) -> KeyContainer:
-        _check_caller(caller, config.slave_sae_id, master_sae_id, config.master_sae_id)
-        if len(key_ids) > config.max_key_per_request:
-            raise ApiError(400, f"at most {config.max_key_per_request} key_IDs per request")
-        try:
-            keys, missing = keystore.pop_many(
-                (str(key_id) for key_id in key_ids), _consumer(config)
-            )
-        except KeyElsewhere as exc:
-            raise ApiError(
-                400,
-                "keys not made for this SAE pair: they go to the consumer they were made for",
-                [{"key_ID": key_id} for key_id in exc.key_ids],
-            ) from None
-        if missing:
-            raise ApiError(
-                400,
-                "keys not found: unknown or already delivered",
-                [{"key_ID": key_id} for key_id in missing],
-            )
-        event(log, "keys_delivered", api="etsi_dec_keys", sae=caller, keys=len(keys))
-        return _encode(list(keys.items()))
-
     @app.get(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
     async def get_dec_keys(
         master_SAE_ID: str,
@@ -387,7 +406,7 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
         caller: Caller,
     ) -> KeyContainer:
         """The key with this key_ID, as the master SAE received it."""
-        return dec_keys(master_SAE_ID, caller, [key_ID])
+        return _dec_keys(config, keystore, master_SAE_ID, caller, [key_ID])
 
     @app.post(PREFIX + "/{master_SAE_ID}/dec_keys", tags=["slave"])
     async def post_dec_keys(
@@ -396,4 +415,5 @@ def _add_slave_routes(app: FastAPI, config: EtsiConfig, keystore: KeyStore) -> N
         caller: Caller,
     ) -> KeyContainer:
         """The keys with these key_IDs, as the master SAE received them."""
-        return dec_keys(master_SAE_ID, caller, [item.key_ID for item in request.key_IDs])
+        return _dec_keys(config, keystore, master_SAE_ID, caller,
+                         [item.key_ID for item in request.key_IDs])

@@ -16,7 +16,6 @@ import math
 import secrets
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
@@ -25,6 +24,7 @@ from cqkd.metrics import KEY_POSITIONS
 from cqkd.qkd import bb84
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN, Chain, allocate_alice, chunks
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
+from cqkd.qkd.asking import Asker
 from cqkd.qkd.cascade import (
     MAX_RANGES_PER_MESSAGE,
     Cascade,
@@ -35,20 +35,15 @@ from cqkd.qkd.cascade import (
 )
 from cqkd.qkd.channel import (
     Address,
-    Channel,
     Message,
     PeerInfo,
-    ProtocolError,
-    Refused,
-    RemoteError,
     need,
-    need_vector,
 )
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import choose_sample, qber, remove_indices
 from cqkd.qkd.keystore import CONTROL, KeyStore
 from cqkd.qkd.lengths import Security, check_key_bits, final_key_bits, worker_exposure_bits
+from cqkd.qkd.owner import Owner
 from cqkd.qkd.planner import (
     SIFTED_PER_POSITION,
     blocks_qber,
@@ -57,16 +52,17 @@ from cqkd.qkd.planner import (
     no_key_possible,
     split_positions,
 )
+from cqkd.qkd.rounds import Chunk, Round
 from cqkd.qkd.session import (
     CONFIRMATION_FAILED,
     CONFIRMED,
     ERROR,
-    OUTCOMES,
     QBER_EXCEEDED,
     TIMEOUT,
     SessionFailed,
     SessionView,
-    record_session,
+    Status,
+    TooManySessions,
 )
 from cqkd.qkd.sorting import encode_indices, random_permutation, sifted_key
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, ROUND_KEY_BYTES, Command
@@ -79,31 +75,50 @@ CONFIRM_ATTEMPTS = 3
 # ones would not cover what they cost, and a session could creep on in tiny rounds.
 MIN_TOPUP_SIFTED = 1024
 MAX_REVEALED_BITS = 1 << 16  # an abort compares at most this many more bits (message size)
-_KEPT_SESSIONS = 10_000
-
-
 @dataclass
-class _Round:
-    chains: list[Chain]
+class _Round(Round):
+    chains: list[Chain] = field(default_factory=list)
     # Alice's share of each chunk's spins: the spin is QSG's bit XOR hers, so a QSG that
     # pushes constant or chosen bits fixes nothing (PROTOCOL.md, "Threat model").
     spin_masks: dict[int, int] = field(default_factory=dict)
-    spins: dict[int, int] = field(default_factory=dict)
-    valid: dict[int, int] = field(default_factory=dict)
-    complete: asyncio.Event = field(default_factory=asyncio.Event)
-    progress: asyncio.Event = field(default_factory=asyncio.Event)
     broken: set[int] = field(default_factory=set)  # chains a worker failed to accept
 
-    def chunk_done(self, chunk: int) -> bool:
-        return chunk in self.spins and chunk in self.valid
+    @classmethod
+    def of(cls, chains: list[Chain]) -> _Round:
+        """Each chain waits for its QSG's spins and its QPC's valid positions."""
+        return cls(
+            {c.chunk: Chunk(c.start, c.count, {"s": c.workers["QSG"].public_key,
+                                                "v": c.workers["QPC"].public_key})
+             for c in chains},
+            chains=chains,
+            spin_masks={c.chunk: bb84.random_bits(c.count) for c in chains},
+        )
 
-    def check_complete(self) -> None:
-        if all(self.chunk_done(c.chunk) for c in self.chains if c.chunk not in self.broken):
-            self.complete.set()
-            self.progress.set()
+
+@dataclass
+class _Tally:
+    """What a session gathered so far: the sifted key (its sample removed) and the counts
+    the finite-size bound reads."""
+
+    pool: bytearray = field(default_factory=bytearray)
+    reconciled: int = 0  # pool[:reconciled] went through Cascade
+    leaked: int = 0  # disclosed bits: parities, verification hashes, what workers saw
+    parities_leaked: int = 0
+    corrected: int = 0
+    sampled: int = 0
+    errors: int = 0
+    rounds: int = 0
+    assigned: dict[bytes, str] = field(default_factory=dict)  # worker key -> its role
+
+    def add_cascade(self, machine: Cascade) -> None:
+        self.leaked += machine.leaked
+        self.parities_leaked += machine.leaked
+        self.corrected += len(machine.corrected)
 
 
-class Alice:
+class Alice(Owner[_Round]):
+    party = "alice"
+
     def __init__(
         self,
         node: DhtNode,
@@ -112,25 +127,16 @@ class Alice:
         settings: Settings,
         bob_address: Address,
     ) -> None:
-        self.channel = Channel(node, identity)
-        self.identity = identity
-        self.keystore = keystore
-        self.settings = settings
+        super().__init__(node, identity, keystore, settings)
         self.bob_address = bob_address
-        self.directory = WorkerDirectory(self.channel, settings)
-        self.trusted = frozenset(settings.trusted_owner_keys)
         self._bob: PeerInfo | None = None
-        self._views: OrderedDict[str, SessionView] = OrderedDict()
         self._tasks: dict[str, asyncio.Task[SessionView]] = {}
-        self._rounds: dict[bytes, _Round] = {}
+        self._consumers: dict[str, str] = {}  # process_id -> consumer, while it runs
+        # The one limit on sessions: ACTIVE_SESSIONS run at once, the others wait.
         self._active = asyncio.Semaphore(settings.active_sessions)
-        self._sequence: dict[str, int] = {}
+        self._asker = Asker(self.channel, node.config.dead_peer_ttl)
+        self._ask = self._asker.ask
         self._last_qber = 0.0  # the first round of a session is planned for it
-        self.channel.on("push", self._on_push)
-
-    @property
-    def node(self) -> DhtNode:
-        return self.channel.node
 
     async def start(self) -> None:
         await self._look_for_bob()
@@ -153,19 +159,26 @@ class Alice:
     # --- public interface ---
 
     def begin_session(self, key_bits: int, consumer: str = CONTROL) -> str:
-        """Start a session in the background; its process_id. ValueError for a bad length.
+        """Start a session in the background; its process_id. ValueError for a bad length,
+        TooManySessions when `consumer` has MAX_RUNNING_SESSIONS running or waiting.
 
         Its key is stored at both ends for `consumer` alone (keystore.CONTROL or
         keystore.etsi_consumer(...)): no other API can collect it."""
         check_key_bits(key_bits, self.settings.max_key_bits)
+        running = sum(1 for c in self._consumers.values() if c == consumer)
+        if running >= self.settings.max_running_sessions:
+            raise TooManySessions(
+                f"{running} sessions are running, the most allowed; retry when one ends")
         process_id = secrets.token_hex(16)
-        view = SessionView(process_id, "running", None, key_bits, 0, None, None, None, None, None)
-        self._views[process_id] = view
-        while len(self._views) > _KEPT_SESSIONS:
-            self._views.popitem(last=False)
+        view = self.sessions.open(process_id, key_bits)
         task = asyncio.create_task(self._run(view, consumer))
-        self._tasks[process_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(process_id, None))
+        self._tasks[process_id], self._consumers[process_id] = task, consumer
+
+        def ended(_: object) -> None:
+            self._tasks.pop(process_id, None)
+            self._consumers.pop(process_id, None)
+
+        task.add_done_callback(ended)
         return process_id
 
     async def run_session(self, key_bits: int, consumer: str = CONTROL) -> SessionView:
@@ -176,17 +189,13 @@ class Alice:
         task = self._tasks.get(process_id)
         if task is not None:
             return await asyncio.shield(task)
-        view = self._views.get(process_id)
+        view = self.sessions.view(process_id)
         if view is None:
             raise KeyError(process_id)
         return view
 
-    def session(self, process_id: str) -> SessionView | None:
-        return self._views.get(process_id)
-
     def network_status(self) -> dict[str, object]:
-        status = self.directory.status()
-        status["role"] = "alice"
+        status = super().network_status()
         status["bob_reachable"] = self._bob is not None
         # Alice can make keys only with Bob: not converged (nor ready) before she found him.
         status["converged"] = bool(status["converged"]) and self._bob is not None
@@ -207,32 +216,32 @@ class Alice:
 
     async def _run(self, view: SessionView, consumer: str) -> SessionView:
         began = time.monotonic()
+        status: Status = "failed"
+        error: str | None = None
         try:
             # Sessions beyond the limit queue here: on a saturated event loop every session
             # would otherwise slow down until RPC timeouts fail them all.
             async with self._active, asyncio.timeout(self.settings.session_timeout):
                 await self._exchange(view, consumer)
-            view.status, view.outcome = "confirmed", CONFIRMED
+            status, outcome = "confirmed", CONFIRMED
         except SessionFailed as exc:
-            view.status, view.outcome, view.error = "failed", exc.outcome, str(exc)
+            outcome, error = exc.outcome, str(exc)
         except TimeoutError:
-            view.status, view.outcome = "failed", TIMEOUT
-            view.error = f"no confirmed key within {self.settings.session_timeout:g} s"
+            outcome = TIMEOUT
+            error = f"no confirmed key within {self.settings.session_timeout:g} s"
         except Exception as exc:  # the session ends; the process keeps serving
-            view.status, view.outcome = "failed", ERROR
-            view.error = f"internal error: {type(exc).__name__}"
+            outcome, error = ERROR, f"internal error: {type(exc).__name__}"
             event(log, "session_error", logging.ERROR, process_id=view.process_id,
                   error=type(exc).__name__)
-        view.duration_seconds = time.monotonic() - began
-        if view.outcome != CONFIRMED and self._bob is not None:
+        self.sessions.finish(view, status, outcome, error, began)
+        if outcome != CONFIRMED and self._bob is not None:
             with contextlib.suppress(Exception):
                 await self._ask(self._bob, {"k": "abort", "pid": view.process_id,
-                                            "outcome": view.outcome})
-        self._sequence.pop(view.process_id, None)
-        record_session(view, "alice")
+                                            "outcome": outcome})
+        self._asker.forget(view.process_id)
         event(log, "session_finished", process_id=view.process_id, outcome=view.outcome,
               key_bits=view.key_bits, raw_bits=view.raw_bits, sifted_bits=view.sifted_bits,
-              qber=view.qber, seconds=round(view.duration_seconds, 4), error=view.error)
+              qber=view.qber, seconds=round(view.duration_seconds or 0.0, 4), error=view.error)
         return view
 
     async def _exchange(self, view: SessionView, consumer: str) -> None:
@@ -243,101 +252,84 @@ class Alice:
         bob = await self._bob_peer()
         security = Security(s.eps_sec, s.eps_cor)
         max_sifted = int(s.max_raw_positions * SIFTED_PER_POSITION)
-        pool = bytearray()
-        reconciled = leaked = parities_leaked = corrected = sampled = errors = 0
-        assigned: dict[bytes, str] = {}
+        got = _Tally()
         wanted, fraction = first_round_sifted(lc, self._last_qber, security, max_sifted)
-        round_no = 0
         while True:
-            # What is left of the budget still goes in: the bound decides on what it gives.
-            positions = min(math.ceil(wanted / SIFTED_PER_POSITION),
-                            s.max_raw_positions - view.raw_bits)
-            if positions < 1:
-                raise SessionFailed(QBER_EXCEEDED, (
-                    f"no key of {lc} bits within {s.max_raw_positions} raw positions at QBER "
-                    f"{view.qber or 0.0:.3f} (MAX_RAW_POSITIONS)"))
-            workers = len(await self.directory.workers())
-            for size in split_positions(positions, workers, s.allocation_mode):
-                if round_no >= s.max_rounds:
-                    raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds "
-                                                 "of raw positions (MAX_ROUNDS)")
-                fresh = await self._round(view, bob, round_no, size, assigned)
-                indices = choose_sample(len(fresh), round(fraction * len(fresh)))
-                reply = await self._ask(bob, {
-                    "k": "sample", "pid": view.process_id, "round": round_no,
-                    "idx": encode_indices(indices),
-                    "bits": bytes(fresh[i] for i in indices),
-                })
-                round_no += 1
-                # What one QPP or QPM of this round learned is charged like disclosed bits.
-                leaked += math.ceil(worker_exposure_bits(len(fresh)))
-                errors += _count(reply, "errors", len(indices))
-                sampled += len(indices)
-                pool.extend(remove_indices(fresh, indices))
-                view.sifted_bits = (view.sifted_bits or 0) + len(fresh)
-                view.qber = qber(errors, sampled)
-                KEY_POSITIONS.labels(stage="sifted").inc(len(fresh))
-                KEY_POSITIONS.labels(stage="sampled").inc(len(indices))
-            if no_key_possible(lc, errors, sampled, s.qber_threshold, security, max_sifted):
-                await self._reveal(view, bob, pool, errors, sampled)
-            self._last_qber = q = qber(errors, sampled)
-            wanted = more_sifted(lc, len(pool), reconciled, sampled, errors, leaked, fraction,
-                                 security, max_sifted)
+            await self._sift(view, bob, got, wanted, fraction)
+            if no_key_possible(lc, got.errors, got.sampled, s.qber_threshold, security,
+                               max_sifted):
+                await self._reveal(view, bob, got.pool, got.errors, got.sampled)
+            self._last_qber = q = qber(got.errors, got.sampled)
+            wanted = more_sifted(lc, len(got.pool), got.reconciled, got.sampled, got.errors,
+                                 got.leaked, fraction, security, max_sifted)
             if wanted:
                 wanted = max(wanted, MIN_TOPUP_SIFTED)
                 continue
-            # Blocks sized for the sample's upper bound: a low estimate leaves errors behind.
-            q_blocks = blocks_qber(errors, sampled)
-            machine = await self._reconcile(view, bob, pool, reconciled, q_blocks)
-            leaked += machine.leaked
-            parities_leaked += machine.leaked
-            corrected += len(machine.corrected)
-            reconciled = len(pool)
-            for _ in range(CONFIRM_ATTEMPTS):
-                leaked += security.verify_bits
-                if await self._verify(view, bob, pool, security.verify_bits):
-                    break
-                # Errors Cascade missed: BICONF passes over the whole key, which find the
-                # few left at a few parities each (counted too).
-                machine = await self._reconcile(view, bob, pool, 0, q_blocks, recheck=True)
-                leaked += machine.leaked
-                parities_leaked += machine.leaked
-                corrected += len(machine.corrected)
-            else:
-                raise SessionFailed(CONFIRMATION_FAILED,
-                                    "Alice's and Bob's keys still differ after Cascade; discarded")
-            view.leaked_bits = leaked
-            view.reconciliation_efficiency = efficiency(parities_leaked, corrected, len(pool))
-            if final_key_bits(len(pool), sampled, q, leaked, security) < lc:
+            await self._correct(view, bob, got, security)
+            view.leaked_bits = got.leaked
+            view.reconciliation_efficiency = efficiency(got.parities_leaked, got.corrected,
+                                                        len(got.pool))
+            if final_key_bits(len(got.pool), got.sampled, q, got.leaked, security) < lc:
                 wanted = max(MIN_TOPUP_SIFTED, more_sifted(
-                    lc, len(pool), reconciled, sampled, errors, leaked, fraction, security,
-                    max_sifted))
+                    lc, len(got.pool), got.reconciled, got.sampled, got.errors, got.leaked,
+                    fraction, security, max_sifted))
                 continue
-            if not await self._confirm(view, bob, pool, consumer):
+            if not await self._confirm(view, bob, got.pool, consumer):
                 raise SessionFailed(CONFIRMATION_FAILED, "Alice's and Bob's keys differ; discarded")
             return
 
-    async def _ask(self, bob: PeerInfo, message: Message) -> Message:
-        """Send to Bob and return his answer. One answer lost to an RPC timeout is asked
-        again (numbered, so Bob answers without applying it twice), once the DHT layer
-        stops counting Bob as a dead peer."""
-        pid = message["pid"]
-        message["seq"] = self._sequence[pid] = self._sequence.get(pid, 0) + 1
-        for attempt in range(2):
-            if not self.node.is_reachable(bob.address):  # for DEAD_PEER_TTL at most
-                await asyncio.sleep(self.node.config.dead_peer_ttl)
-            try:
-                reply = await self.channel.send(bob, message)
-            except RemoteError as exc:
-                outcome, _, text = str(exc).partition(": ")
-                if outcome in OUTCOMES and text:
-                    raise SessionFailed(outcome, f"Bob: {text}") from None
-                raise SessionFailed(ERROR, f"Bob refused {message['k']!r}: {exc}") from None
-            if reply is not None:
-                return reply
-            event(log, "bob_silent", logging.WARNING, process_id=pid, message=message["k"],
-                  attempt=attempt + 1)
-        raise SessionFailed(TIMEOUT, f"Bob did not answer {message['k']!r}")
+    async def _sift(
+        self, view: SessionView, bob: PeerInfo, got: _Tally, wanted: int, fraction: float
+    ) -> None:
+        """Rounds of raw positions for about `wanted` more sifted bits; each sacrifices
+        `fraction` of its sifted bits to error estimation."""
+        s = self.settings
+        # What is left of the budget still goes in: the bound decides on what it gives.
+        positions = min(math.ceil(wanted / SIFTED_PER_POSITION),
+                        s.max_raw_positions - view.raw_bits)
+        if positions < 1:
+            raise SessionFailed(QBER_EXCEEDED, (
+                f"no key of {view.key_bits} bits within {s.max_raw_positions} raw positions at "
+                f"QBER {view.qber or 0.0:.3f} (MAX_RAW_POSITIONS)"))
+        workers = len(await self.directory.workers())
+        for size in split_positions(positions, workers, s.allocation_mode):
+            if got.rounds >= s.max_rounds:
+                raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds "
+                                             "of raw positions (MAX_ROUNDS)")
+            fresh = await self._round(view, bob, got.rounds, size, got.assigned)
+            indices = choose_sample(len(fresh), round(fraction * len(fresh)))
+            reply = await self._ask(bob, {
+                "k": "sample", "pid": view.process_id, "round": got.rounds,
+                "idx": encode_indices(indices), "bits": bytes(fresh[i] for i in indices),
+            })
+            got.rounds += 1
+            # What one QPP or QPM of this round learned is charged like disclosed bits.
+            got.leaked += math.ceil(worker_exposure_bits(len(fresh)))
+            got.errors += _count(reply, "errors", len(indices))
+            got.sampled += len(indices)
+            got.pool.extend(remove_indices(fresh, indices))
+            view.sifted_bits = (view.sifted_bits or 0) + len(fresh)
+            view.qber = qber(got.errors, got.sampled)
+            KEY_POSITIONS.labels(stage="sifted").inc(len(fresh))
+            KEY_POSITIONS.labels(stage="sampled").inc(len(indices))
+
+    async def _correct(
+        self, view: SessionView, bob: PeerInfo, got: _Tally, security: Security
+    ) -> None:
+        """Cascade over what is new in the pool, then error verification; errors Cascade
+        missed get BICONF passes over the whole key (a few parities each, counted too)."""
+        # Blocks sized for the sample's upper bound: a low estimate leaves errors behind.
+        q_blocks = blocks_qber(got.errors, got.sampled)
+        got.add_cascade(await self._reconcile(view, bob, got.pool, got.reconciled, q_blocks))
+        got.reconciled = len(got.pool)
+        for _ in range(CONFIRM_ATTEMPTS):
+            got.leaked += security.verify_bits
+            if await self._verify(view, bob, got.pool, security.verify_bits):
+                return
+            got.add_cascade(
+                await self._reconcile(view, bob, got.pool, 0, q_blocks, recheck=True))
+        raise SessionFailed(CONFIRMATION_FAILED,
+                            "Alice's and Bob's keys still differ after Cascade; discarded")
 
     async def _round(
         self, view: SessionView, bob: PeerInfo, round_no: int, positions: int,
@@ -345,6 +337,34 @@ class Alice:
     ) -> bytearray:
         """Steps 2-19 for `positions` raw positions: the sifted bits of the chains that
         completed at both ends."""
+        chains = await self._allocate(round_no, positions, assigned)
+        positions = sum(c.count for c in chains)
+        round_key = secrets.token_bytes(ROUND_KEY_BYTES)
+        order = random_permutation(positions)
+        state = self._rounds[round_key] = _Round.of(chains)
+        try:
+            live = await self._command_chains(view, bob, round_no, round_key, state, order,
+                                              assigned)
+            await state.wait_quiet([c.chunk for c in chains if c.chunk not in state.broken],
+                                   self.settings.round_timeout)
+            have = state.done(c.chunk for c in live)
+            reply = await self._ask(bob, {"k": "collect", "pid": view.process_id,
+                                          "round": round_no, "chunks": have})
+            agreed = set(need(reply, "chunks", list)) & set(have)
+            view.raw_bits += positions
+            KEY_POSITIONS.labels(stage="raw").inc(positions)
+            if len(agreed) < len(chains):
+                event(log, "chains_lost", process_id=view.process_id, round=round_no,
+                      lost=len(chains) - len(agreed), chains=len(chains))
+            masks = sum(state.spin_masks[c] << state.chunks[c].start for c in agreed)
+            return sifted_key(state.bits(agreed, "s") ^ masks, state.bits(agreed, "v"), order)
+        finally:
+            del self._rounds[round_key]
+
+    async def _allocate(
+        self, round_no: int, positions: int, assigned: dict[bytes, str]
+    ) -> list[Chain]:
+        """Chains for about `positions` raw positions from the live workers."""
         s = self.settings
         # Workers that failed to answer are marked dead by the DHT layer and left out here,
         # so a top-up after lost chains needs no new discovery.
@@ -367,63 +387,41 @@ class Alice:
             chains = [Chain(c.chunk, start, count, c.workers)
                       for c, (start, count) in zip(chains, chunks(positions, len(chains)),
                                                    strict=True)]
-        round_key = secrets.token_bytes(ROUND_KEY_BYTES)
-        order = random_permutation(positions)
-        state = self._rounds[round_key] = _Round(
-            chains, {c.chunk: bb84.random_bits(c.count) for c in chains})
+        return chains
+
+    async def _command_chains(
+        self, view: SessionView, bob: PeerInfo, round_no: int, round_key: bytes,
+        state: _Round, order: list[int], assigned: dict[bytes, str],
+    ) -> list[Chain]:
+        """Command every chain's workers, sinks first, and tell Bob the round; the chains
+        whose sinks all accepted (those whose sources did not are marked broken too)."""
+        chains = state.chains
         me = PeerInfo("", 0, self.identity.public_key)
-        try:
-            sinks = [(c, role) for c in chains for role in ("QPC", "QPM", "QPP")]
-            acks = await asyncio.gather(*(
-                self._command(view, round_key, state, c, role, me, bob) for c, role in sinks))
-            state.broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
-            live = [c for c in chains if c.chunk not in state.broken]
-            round_msg = {
-                "k": "round", "pid": view.process_id, "round": round_no, "lc": view.key_bits,
-                "mode": s.allocation_mode, "rk": round_key, "n": positions,
-                "order": encode_indices(order),
-                "chains": [[c.chunk, c.start, c.count, c.workers["QPM"].to_wire(),
-                            c.workers["QPC"].public_key] for c in live],
-                "used": [key for key, role in assigned.items() if role != "BG_B"],
-            }
-            sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
-            source_commands = asyncio.gather(
-                *(self._command(view, round_key, state, c, role, me, bob)
-                  for c, role in sources))
-            bob_reply, source_acks = await asyncio.gather(
-                self._ask(bob, round_msg), source_commands)
-            # A chain whose source is dead will never complete: stop waiting for it.
-            state.broken |= {c.chunk for (c, _), ok in zip(sources, source_acks, strict=True)
-                             if not ok}
-            state.check_complete()
-            for key in need(bob_reply, "bgb", list):
-                if isinstance(key, bytes):
-                    assigned[key] = "BG_B"
-            # Wait while pushes keep coming: a busy network is slow, a dead chain is silent.
-            while not state.complete.is_set() and len(state.broken) < len(chains):
-                state.progress.clear()
-                try:
-                    async with asyncio.timeout(s.round_timeout):
-                        await state.progress.wait()
-                except TimeoutError:
-                    break
-            have = [c.chunk for c in live if state.chunk_done(c.chunk)]
-            reply = await self._ask(bob, {"k": "collect", "pid": view.process_id,
-                                          "round": round_no, "chunks": have})
-            agreed = set(need(reply, "chunks", list)) & set(have)
-            spins = valid = 0
-            for c in chains:
-                if c.chunk in agreed:
-                    spins |= (state.spins[c.chunk] ^ state.spin_masks[c.chunk]) << c.start
-                    valid |= state.valid[c.chunk] << c.start
-            view.raw_bits += positions
-            KEY_POSITIONS.labels(stage="raw").inc(positions)
-            if len(agreed) < len(chains):
-                event(log, "chains_lost", process_id=view.process_id, round=round_no,
-                      lost=len(chains) - len(agreed), chains=len(chains))
-            return sifted_key(spins, valid, order)
-        finally:
-            del self._rounds[round_key]
+        sinks = [(c, role) for c in chains for role in ("QPC", "QPM", "QPP")]
+        acks = await asyncio.gather(*(
+            self._command(view, round_key, state, c, role, me, bob) for c, role in sinks))
+        state.broken = {c.chunk for (c, _), ok in zip(sinks, acks, strict=True) if not ok}
+        live = [c for c in chains if c.chunk not in state.broken]
+        round_msg = {
+            "k": "round", "pid": view.process_id, "round": round_no, "lc": view.key_bits,
+            "mode": self.settings.allocation_mode, "rk": round_key,
+            "n": sum(c.count for c in chains), "order": encode_indices(order),
+            "chains": [[c.chunk, c.start, c.count, c.workers["QPM"].to_wire(),
+                        c.workers["QPC"].public_key] for c in live],
+            "used": [key for key, role in assigned.items() if role != "BG_B"],
+        }
+        sources = [(c, role) for c in live for role in ("QSG", "BG_A")]
+        source_commands = asyncio.gather(
+            *(self._command(view, round_key, state, c, role, me, bob) for c, role in sources))
+        bob_reply, source_acks = await asyncio.gather(
+            self._ask(bob, round_msg), source_commands)
+        # A chain whose source is dead will never complete: stop waiting for it.
+        state.broken |= {c.chunk for (c, _), ok in zip(sources, source_acks, strict=True)
+                         if not ok}
+        for key in need(bob_reply, "bgb", list):
+            if isinstance(key, bytes):
+                assigned[key] = "BG_B"
+        return live
 
     async def _command(
         self, view: SessionView, round_key: bytes, state: _Round, chain: Chain, role: str,
@@ -452,24 +450,6 @@ class Alice:
             event(log, "command_refused", logging.WARNING, role=role, error=str(exc)[:120])
             return False
         return reply is not None
-
-    async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
-        state = self._rounds.get(need(message, "rk", bytes))
-        if state is None:
-            raise ProtocolError("push for an unknown or finished round")
-        chunk = need(message, "chunk", int)
-        chain = next((c for c in state.chains if c.chunk == chunk), None)
-        kind = message.get("t")
-        if chain is None or kind not in ("s", "v"):
-            raise ProtocolError("unexpected push")
-        expected = chain.workers["QSG" if kind == "s" else "QPC"].public_key
-        if sender != expected:
-            raise Refused("foreign_sender", "push from a worker that does not hold that role")
-        vector = need_vector(message, chain.count)
-        (state.spins if kind == "s" else state.valid).setdefault(chunk, vector)
-        state.progress.set()
-        state.check_complete()
-        return {"ok": True}
 
     async def _reveal(
         self, view: SessionView, bob: PeerInfo, pool: bytearray, errors: int, sampled: int

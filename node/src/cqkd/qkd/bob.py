@@ -16,7 +16,6 @@ import secrets
 import time
 import uuid
 from array import array
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
@@ -24,6 +23,7 @@ from cqkd.logs import event
 from cqkd.qkd import bb84
 from cqkd.qkd.allocation import allocate_bob
 from cqkd.qkd.amplification import SEED_BYTES, confirmation_tag, tags_match, toeplitz_hash
+from cqkd.qkd.asking import Answers
 from cqkd.qkd.cascade import (
     MAX_RANGES_PER_MESSAGE,
     Cascade,
@@ -33,28 +33,26 @@ from cqkd.qkd.cascade import (
 )
 from cqkd.qkd.channel import (
     Address,
-    Channel,
-    Handler,
     Message,
     PeerInfo,
     ProtocolError,
     Refused,
     RemoteError,
     need,
-    need_vector,
 )
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.estimation import mismatches, qber, remove_indices
 from cqkd.qkd.keystore import MAX_CONSUMER_CHARS, KeyStore
 from cqkd.qkd.lengths import check_key_bits
+from cqkd.qkd.owner import Owner
+from cqkd.qkd.rounds import Chunk, Round
 from cqkd.qkd.session import (
     CONFIRMED,
     ERROR,
     TIMEOUT,
     SessionFailed,
     SessionView,
-    record_session,
+    Status,
 )
 from cqkd.qkd.sorting import check_permutation, decode_indices, sifted_key
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command, push
@@ -62,31 +60,14 @@ from cqkd.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_KEPT_SESSIONS = 10_000
 MAX_ROUND_POSITIONS = 1 << 22
 
 
 @dataclass
-class _Chain:
-    start: int
-    count: int
-    measured: int | None = None
-    valid: int | None = None
-    qpm: bytes = b""
-    qpc: bytes = b""
-
-    @property
-    def done(self) -> bool:
-        return self.measured is not None and self.valid is not None
-
-
-@dataclass
-class _Round:
-    process_id: str
-    positions: int
-    order: array[int]  # 4 bytes a position: a list of ints costs 9 times as much
-    chains: dict[int, _Chain]
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+class _Round(Round):
+    process_id: str = ""
+    positions: int = 0
+    order: array[int] = field(default_factory=lambda: array("I"))  # 4 bytes a position
     fresh: bytearray | None = None
 
 
@@ -106,35 +87,24 @@ class _Session:
     flags: list[int] = field(default_factory=list)  # of the current step, so far
 
 
-class Bob:
+class Bob(Owner[_Round]):
+    party = "bob"
+
     def __init__(
         self, node: DhtNode, identity: Identity, keystore: KeyStore, settings: Settings
     ) -> None:
-        self.channel = Channel(node, identity)
-        self.identity = identity
-        self.keystore = keystore
-        self.settings = settings
-        self.directory = WorkerDirectory(self.channel, settings)
-        self.trusted = frozenset(settings.trusted_owner_keys)
-        self._sessions: dict[str, _Session] = {}
-        self._views: OrderedDict[str, SessionView] = OrderedDict()
-        self._owners: dict[str, bytes] = {}  # process_id -> its Alice, as long as its view
+        super().__init__(node, identity, keystore, settings)
+        self._sessions: dict[str, _Session] = {}  # running ones
         self._sweeper: asyncio.Task[None] | None = None
-        self._rounds: dict[bytes, _Round] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._answers: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
-        self.channel.on("push", self._on_push)
+        answers = Answers()
         for kind, handler in {
             "round": self._on_round, "collect": self._on_collect, "sample": self._on_sample,
             "reveal": self._on_reveal, "cascade": self._on_cascade, "verify": self._on_verify,
             "confirm": self._on_confirm,
             "abort": self._on_abort,
         }.items():
-            self.channel.on(kind, self._answer_once(handler))
-
-    @property
-    def node(self) -> DhtNode:
-        return self.channel.node
+            self.channel.on(kind, answers.once(handler))
 
     async def start(self) -> None:
         await self.directory.workers(refresh=True)
@@ -156,14 +126,6 @@ class Bob:
         for pid in list(self._sessions):
             self._finish(pid, "failed", TIMEOUT, "Bob stopped")
 
-    def session(self, process_id: str) -> SessionView | None:
-        return self._views.get(process_id)
-
-    def network_status(self) -> dict[str, object]:
-        status = self.directory.status()
-        status["role"] = "bob"
-        return status
-
     # --- session bookkeeping ---
 
     def _session(self, sender: bytes, message: Message) -> _Session:
@@ -175,18 +137,35 @@ class Bob:
         return session
 
     def _check_owner(self, pid: str, sender: bytes) -> None:
-        owner = self._owners.get(pid)
+        owner = self.sessions.owner(pid)
         if owner is not None and owner != sender:
             raise Refused("foreign_sender", "unknown or finished session")
 
-    def _finish(self, pid: str, status: str, outcome: str, error: str | None) -> None:
+    def _open(self, sender: bytes, message: Message) -> _Session:
+        """The running session a round message names, opened by its first round."""
+        pid = need(message, "pid", str)
+        if not PROCESS_ID.match(pid):
+            raise ProtocolError("process_id must be 32 hex digits")
+        self._check_owner(pid, sender)
+        session = self._sessions.get(pid)
+        if session is None:
+            if pid in self.sessions:
+                raise ProtocolError("session already finished")
+            try:
+                lc = check_key_bits(need(message, "lc", int), self.settings.max_key_bits)
+            except ValueError as exc:
+                raise ProtocolError(str(exc)) from None
+            now = time.monotonic()
+            view = self.sessions.open(pid, lc, owner=sender)
+            session = self._sessions[pid] = _Session(
+                view, sender, now, now + self.settings.session_ttl)
+        return session
+
+    def _finish(self, pid: str, status: Status, outcome: str, error: str | None) -> None:
         session = self._sessions.pop(pid, None)
         if session is None:
             return
-        view = session.view
-        view.status, view.outcome, view.error = status, outcome, error  # type: ignore[assignment]
-        view.duration_seconds = time.monotonic() - session.began
-        record_session(view, "bob")
+        self.sessions.finish(session.view, status, outcome, error, session.began)
         for key in [k for k, r in self._rounds.items() if r.process_id == pid]:
             del self._rounds[key]
 
@@ -197,47 +176,40 @@ class Bob:
 
     # --- handlers ---
 
-    def _answer_once(self, handler: Handler) -> Handler:
-        """Alice numbers her messages per session and resends one whose answer was lost:
-        the resent message gets the same answer again instead of being applied twice."""
-
-        async def answer(sender: bytes, address: Address, message: Message) -> Message:
-            pid, seq = need(message, "pid", str), need(message, "seq", int)
-            last = self._answers.get(pid)
-            if last is not None and last[0] == sender and last[1] == seq:
-                return last[2]
-            reply = await handler(sender, address, message)
-            self._answers[pid] = (sender, seq, reply)
-            self._answers.move_to_end(pid)
-            while len(self._answers) > _KEPT_SESSIONS:
-                self._answers.popitem(last=False)
-            return reply
-
-        return answer
-
     async def _on_round(self, sender: bytes, address: Address, message: Message) -> Message:
         if sender not in self.trusted:
             raise Refused("untrusted", "sender is not among TRUSTED_OWNERS")
         self._expire()
-        pid = need(message, "pid", str)
-        if not PROCESS_ID.match(pid):
-            raise ProtocolError("process_id must be 32 hex digits")
-        self._check_owner(pid, sender)
-        session = self._sessions.get(pid)
-        if session is None:
-            if pid in self._views:
-                raise ProtocolError("session already finished")
-            try:
-                lc = check_key_bits(need(message, "lc", int), self.settings.max_key_bits)
-            except ValueError as exc:
-                raise ProtocolError(str(exc)) from None
-            now = time.monotonic()
-            view = SessionView(pid, "running", None, lc, 0, None, None, None, None, None)
-            session = _Session(view, sender, now, now + self.settings.session_ttl)
-            self._sessions[pid] = session
-            self._views[pid], self._owners[pid] = view, sender
-            while len(self._views) > _KEPT_SESSIONS:
-                self._owners.pop(self._views.popitem(last=False)[0], None)
+        session = self._open(sender, message)
+        round_no, round_key, positions, order = self._check_round(session, message)
+        chunks, qpms = _chains(need(message, "chains", list), positions)
+        for key in need(message, "used", list):
+            if isinstance(key, bytes) and session.assigned.get(key) != "BG_B":
+                session.assigned[key] = "ALICE"
+        mode = need(message, "mode", str)
+        try:
+            workers = await self.directory.workers(wait=False)
+            generators = allocate_bob(workers, len(qpms), mode, session.assigned)
+        except SessionFailed as exc:
+            raise ProtocolError(f"{exc.outcome}: {exc}") from None
+        self._rounds[round_key] = _Round(chunks, process_id=session.view.process_id,
+                                         positions=positions, order=array("I", order))
+        session.rounds[round_no] = round_key
+        session.view.raw_bits += positions
+        # Alice waits on this answer with a short RPC timeout: a dead BG_B must not stall it.
+        for (chunk, qpm), worker in zip(qpms, generators, strict=True):
+            task = asyncio.create_task(
+                self._command_generator(session, round_key, chunk, chunks[chunk].count, qpm,
+                                        worker))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return {"bgb": [w.public_key for w in generators]}
+
+    def _check_round(
+        self, session: _Session, message: Message
+    ) -> tuple[int, bytes, int, list[int]]:
+        """A new round's number, key, size and sorting permutation; ProtocolError if any
+        is malformed, repeated or past the session's MAX_RAW_POSITIONS."""
         round_no = need(message, "round", int)
         round_key = need(message, "rk", bytes)
         positions = need(message, "n", int)
@@ -252,40 +224,7 @@ class Bob:
             check_permutation(order, positions)
         except ValueError as exc:
             raise ProtocolError(f"sorting rule: {exc}") from None
-        chains: dict[int, _Chain] = {}
-        qpms: list[tuple[int, PeerInfo]] = []
-        for item in need(message, "chains", list):
-            if not (isinstance(item, list) and len(item) == 5
-                    and all(type(v) is int for v in item[:3]) and isinstance(item[4], bytes)):
-                raise ProtocolError("bad chain description")
-            chunk, start, count = item[:3]
-            if not (start >= 0 and 0 < count <= MAX_CHUNK_POSITIONS
-                    and start + count <= positions) or chunk in chains:
-                raise ProtocolError("bad chain positions")
-            qpm = PeerInfo.from_wire(item[3])
-            chains[chunk] = _Chain(start, count, qpm=qpm.public_key, qpc=item[4])
-            qpms.append((chunk, qpm))
-        for key in need(message, "used", list):
-            if isinstance(key, bytes) and session.assigned.get(key) != "BG_B":
-                session.assigned[key] = "ALICE"
-        mode = need(message, "mode", str)
-        try:
-            workers = await self.directory.workers(wait=False)
-            generators = allocate_bob(workers, len(qpms), mode, session.assigned)
-        except SessionFailed as exc:
-            raise ProtocolError(f"{exc.outcome}: {exc}") from None
-        state = _Round(pid, positions, array("I", order), chains)
-        self._rounds[round_key] = state
-        session.rounds[round_no] = round_key
-        session.view.raw_bits += positions
-        # Alice waits on this answer with a short RPC timeout: a dead BG_B must not stall it.
-        for (chunk, qpm), worker in zip(qpms, generators, strict=True):
-            task = asyncio.create_task(
-                self._command_generator(session, round_key, chunk, chains[chunk].count, qpm,
-                                        worker))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        return {"bgb": [w.public_key for w in generators]}
+        return round_no, round_key, positions, order
 
     async def _command_generator(
         self, session: _Session, round_key: bytes, chunk: int, count: int, qpm: PeerInfo,
@@ -316,26 +255,6 @@ class Bob:
             session.assigned[worker.public_key] = "BG_B"
         event(log, "bg_b_command_failed", logging.WARNING, process_id=pid, chunk=chunk)
 
-    async def _on_push(self, sender: bytes, address: Address, message: Message) -> Message:
-        state = self._rounds.get(need(message, "rk", bytes))
-        if state is None:
-            raise ProtocolError("push for an unknown or finished round")
-        chain = state.chains.get(need(message, "chunk", int))
-        kind = message.get("t")
-        if chain is None or kind not in ("m", "v"):
-            raise ProtocolError("unexpected push")
-        if kind == "m" and sender != chain.qpm:
-            raise Refused("foreign_sender", "measured bits not from this chain's QPM")
-        if kind == "v" and sender != chain.qpc:
-            raise Refused("foreign_sender", "valid positions not from this chain's QPC")
-        vector = need_vector(message, chain.count)
-        if kind == "m" and chain.measured is None:
-            chain.measured = vector
-        elif kind == "v" and chain.valid is None:
-            chain.valid = vector
-        state.changed.set()
-        return {"ok": True}
-
     def _round_of(self, session: _Session, message: Message) -> _Round:
         round_key = session.rounds.get(need(message, "round", int))
         state = self._rounds.get(round_key) if round_key is not None else None
@@ -348,21 +267,12 @@ class Bob:
         state = self._round_of(session, message)
         if state.fresh is not None:
             raise ProtocolError("round already collected")
-        wanted = [c for c in need(message, "chunks", list) if c in state.chains]
-        with contextlib.suppress(TimeoutError):
-            # Alice collected first and waits on our answer: a short grace, well under her
-            # RPC timeout (a missed timeout marks us dead at her end for a while).
-            async with asyncio.timeout(self.node.config.rpc_timeout / 4):
-                while not all(state.chains[c].done for c in wanted):
-                    state.changed.clear()
-                    await state.changed.wait()
-        agreed = [c for c in wanted if state.chains[c].done]
-        measured = valid = 0
-        for chunk in agreed:
-            chain = state.chains[chunk]
-            measured |= (chain.measured or 0) << chain.start
-            valid |= (chain.valid or 0) << chain.start
-        state.fresh = sifted_key(measured, valid, state.order)
+        wanted = [c for c in need(message, "chunks", list) if c in state.chunks]
+        # Alice collected first and waits on our answer: a short grace, well under her
+        # RPC timeout (a missed timeout marks us dead at her end for a while).
+        await state.wait_until(wanted, self.node.config.rpc_timeout / 4)
+        agreed = state.done(wanted)
+        state.fresh = sifted_key(state.bits(agreed, "m"), state.bits(agreed, "v"), state.order)
         return {"chunks": agreed}
 
     async def _on_sample(self, sender: bytes, address: Address, message: Message) -> Message:
@@ -462,7 +372,7 @@ class Bob:
     async def _on_abort(self, sender: bytes, address: Address, message: Message) -> Message:
         pid = need(message, "pid", str)
         self._check_owner(pid, sender)
-        view = self._views.get(pid)
+        view = self.sessions.view(pid)
         if view is None:
             raise ProtocolError("unknown session")
         outcome = message.get("outcome")
@@ -473,3 +383,25 @@ class Bob:
         self._finish(pid, "failed", outcome, "aborted by Alice")
         view.status, view.outcome, view.error = "failed", outcome, "aborted by Alice"
         return {"ok": True}
+
+
+def _chains(
+    items: list[object], positions: int
+) -> tuple[dict[int, Chunk], list[tuple[int, PeerInfo]]]:
+    """The round's chains as Alice describes them, [chunk, start, count, QPM, QPC key]:
+    what each chunk waits for (QPM's measured bits, QPC's valid positions), and the QPM of
+    each chunk, to which Bob's BG_B sends its bases."""
+    chunks: dict[int, Chunk] = {}
+    qpms: list[tuple[int, PeerInfo]] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 5
+                and all(type(v) is int for v in item[:3]) and isinstance(item[4], bytes)):
+            raise ProtocolError("bad chain description")
+        chunk, start, count = item[:3]
+        if not (start >= 0 and 0 < count <= MAX_CHUNK_POSITIONS
+                and start + count <= positions) or chunk in chunks:
+            raise ProtocolError("bad chain positions")
+        qpm = PeerInfo.from_wire(item[3])
+        chunks[chunk] = Chunk(start, count, {"m": qpm.public_key, "v": item[4]})
+        qpms.append((chunk, qpm))
+    return chunks, qpms

@@ -136,6 +136,10 @@ class Channel:
     def on(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
 
+    def off(self, kind: str) -> None:
+        """Refuse messages of `kind` from now on, as if no handler had been registered."""
+        self._handlers.pop(kind, None)
+
     # --- discovery ---
 
     async def _on_hello(self, sender: Address, payload: bytes) -> bytes:

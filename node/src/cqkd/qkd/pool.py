@@ -3,8 +3,9 @@
 Real KMEs hand out keys they already hold. Alice keeps, for one consumer (one ETSI SAE
 pair), keys of one size in her key store: once fewer than `low` are stored she runs sessions
 until `high` are (hysteresis, so that taking one key does not start one session), at most
-`concurrency` at once, the sustained rate of key sessions. The keys are the key store's,
-bound to the consumer like every other key, and Bob stores the matching ones as every
+`concurrency` at once: the sessions Alice runs at once (she alone limits them), so that the
+pool keeps her busy without queueing sessions ahead of other consumers'. The keys are the
+key store's, bound to the consumer like every other key, and Bob stores the matching ones as every
 session confirms; the pool only decides when sessions run.
 
 Requests are served first come, first served: a request the pool cannot fill at once waits

@@ -1,7 +1,10 @@
-"""What a key session looks like from outside, and the names shared by Alice, Bob, workers."""
+"""What a key session looks like from outside, the sessions Alice and Bob keep, and the
+names shared by Alice, Bob and the workers."""
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +26,8 @@ OUTCOMES = frozenset(
 )
 
 Status = Literal["running", "confirmed", "failed"]
+# Views of ended sessions are kept for GET /sessions/{process_id}, the oldest dropped first.
+KEPT_SESSIONS = 10_000
 
 
 @dataclass
@@ -53,6 +58,10 @@ class SessionFailed(Exception):
         self.outcome = outcome
 
 
+class TooManySessions(Exception):
+    """A consumer already has MAX_RUNNING_SESSIONS running or waiting; retry when one ends."""
+
+
 def record_session(view: SessionView, party: str) -> None:
     """Count an ended session in the metrics of `party` (alice or bob); error correction's
     figures at Alice only, so that one process holding both counts them once."""
@@ -64,3 +73,44 @@ def record_session(view: SessionView, party: str) -> None:
         LEAKED.inc(view.leaked_bits)
         if view.reconciliation_efficiency is not None:
             RECONCILIATION_EFFICIENCY.observe(view.reconciliation_efficiency)
+
+
+class SessionBook:
+    """The sessions one party ("alice" or "bob") knows, by process_id: the views of the last
+    KEPT_SESSIONS, each with the owner key that opened it (Bob's sessions belong to the
+    Alice who opened them)."""
+
+    def __init__(self, party: str) -> None:
+        self.party = party
+        self._views: OrderedDict[str, tuple[SessionView, bytes]] = OrderedDict()
+
+    def open(self, process_id: str, key_bits: int, owner: bytes = b"") -> SessionView:
+        """A new running session's view, kept from now on."""
+        view = SessionView(process_id, "running", None, key_bits, 0, None, None, None, None,
+                           None)
+        self._views[process_id] = view, owner
+        while len(self._views) > KEPT_SESSIONS:
+            self._views.popitem(last=False)
+        return view
+
+    def __contains__(self, process_id: str) -> bool:
+        return process_id in self._views
+
+    def view(self, process_id: str) -> SessionView | None:
+        kept = self._views.get(process_id)
+        return kept[0] if kept is not None else None
+
+    def owner(self, process_id: str) -> bytes | None:
+        kept = self._views.get(process_id)
+        return kept[1] if kept is not None else None
+
+    def views(self) -> list[SessionView]:
+        return [view for view, _ in self._views.values()]
+
+    def finish(
+        self, view: SessionView, status: Status, outcome: str, error: str | None, began: float
+    ) -> None:
+        """End a session begun at `began` (time.monotonic()) and count it in the metrics."""
+        view.status, view.outcome, view.error = status, outcome, error
+        view.duration_seconds = time.monotonic() - began
+        record_session(view, self.party)

@@ -180,12 +180,33 @@ class Worker:
         self._nonces: dict[bytes, float] = {}  # nonces run, until their command expires
         self._sweep: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
-        self.channel.on("command", self._on_command)
-        self.channel.on("push", self._on_push)
 
     @property
     def node(self) -> DhtNode:
         return self.channel.node
+
+    async def start(self) -> None:
+        """Take commands and pushes from now on (the node answers discovery's hello, with
+        this worker's roles, from construction)."""
+        self.channel.on("command", self._on_command)
+        self.channel.on("push", self._on_push)
+
+    async def stop(self) -> None:
+        """Refuse commands and pushes from now on, let the roles being computed go, forget
+        every session's state."""
+        self.channel.off("command")
+        self.channel.off("push")
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self._tasks.clear()
+        self._roles.clear()
+        self._nonces.clear()
+        self.channel.load = 0
 
     async def _on_command(self, sender: bytes, address: Address, message: Message) -> Message:
         try:

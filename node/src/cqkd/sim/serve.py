@@ -3,23 +3,21 @@ ETSI 014 APIs on loopback, with a throwaway CA (cqkd.sim.pki), until SIGTERM or 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import secrets
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from cqkd.api.server import TlsFiles
 from cqkd.endpoint import EndpointApis
+from cqkd.lifecycle import Lifecycle
 from cqkd.ports import DEFAULT_PORTS, Role
-from cqkd.qkd.keystore import KeyStore
 from cqkd.settings import Settings
 from cqkd.sim.network import LOOPBACK, LocalNetwork
-from cqkd.sim.pki import CertPair, LocalPki, create_local_pki
+from cqkd.sim.pki import LocalPki, create_local_pki
 from cqkd.sim.sessions import attach
 
 
@@ -31,56 +29,66 @@ async def serve_local(
     loopback until SIGTERM or SIGINT. Prints the URLs and the files a client needs (a
     throwaway CA and SAE certificates; a generated token unless API_TOKEN(_FILE) is set),
     which live in a private temporary directory removed at exit."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     directory = Path(tempfile.mkdtemp(prefix="cqkd-local-"))
     try:
-        token_file = settings.api_token_file
-        if token_file is None and settings.api_token is None:
-            token_file = directory / "api-token"
-            token_file.touch(mode=0o600)
-            token_file.write_text(secrets.token_urlsafe(32) + "\n")
-            settings = settings.model_copy(update={"api_token_file": token_file})
-        pki = create_local_pki(
-            directory,
-            alice_kme_id=settings.alice_kme_id,
-            bob_kme_id=settings.bob_kme_id,
-            master_sae_id=settings.master_sae_id,
-            slave_sae_id=settings.slave_sae_id,
-        )
-        async with LocalNetwork(settings, workers, rng=random.Random(seed)) as net:
+        async with Lifecycle("local", workers=workers) as process:
+            settings, token_file = _local_token(settings, directory)
+            pki = create_local_pki(
+                directory,
+                alice_kme_id=settings.alice_kme_id,
+                bob_kme_id=settings.bob_kme_id,
+                master_sae_id=settings.master_sae_id,
+                slave_sae_id=settings.slave_sae_id,
+            )
+            net = await process.start(LocalNetwork(settings, workers, rng=random.Random(seed)))
             protocol = await attach(net, settings, rogue=rogue)
-            sides: dict[Role, tuple[Any, KeyStore, CertPair]] = {
-                "alice": (protocol.alice, protocol.alice_keys, pki.alice),
-                "bob": (protocol.bob, protocol.bob_keys, pki.bob),
+            process.on_stop(protocol.stop)
+            sides: tuple[Role, ...] = ("alice", "bob")
+            servers = {
+                side: await process.start(_local_apis(side, protocol, pki, settings, any_ports))
+                for side in sides
             }
-            servers: dict[Role, EndpointApis] = {}
-            try:
-                for side, (party, store, pair) in sides.items():
-                    ports = DEFAULT_PORTS[side]
-                    servers[side] = EndpointApis(
-                        side,
-                        party,
-                        store,
-                        settings,
-                        node_id=party.node.node_id.hex(),
-                        host=LOOPBACK,
-                        http_port=0 if any_ports else ports.http,
-                        etsi_port=0 if any_ports else ports.etsi,
-                        tls=TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca),
-                    )
-                    await servers[side].start()
-                announced = _announcement(servers, settings, pki, token_file, workers)
-                announced["rogue_worker"] = rogue
-                print(json.dumps(announced) if as_json else _how_to(announced), flush=True)
-                await stop.wait()
-            finally:
-                await asyncio.gather(*(apis.stop() for apis in servers.values()))
-                await protocol.stop()
+            announced = _announcement(servers, settings, pki, token_file, workers)
+            announced["rogue_worker"] = rogue
+            print(json.dumps(announced) if as_json else _how_to(announced), flush=True)
+            await process.stopped()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _local_apis(
+    side: Role, protocol: Any, pki: LocalPki, settings: Settings, any_ports: bool
+) -> EndpointApis:
+    """The APIs of the in-process network's Alice or Bob on loopback, with the throwaway
+    PKI's certificates: at the default ports, or at any free ones."""
+    party, store, pair = {
+        "alice": (protocol.alice, protocol.alice_keys, pki.alice),
+        "bob": (protocol.bob, protocol.bob_keys, pki.bob),
+    }[side]
+    ports = DEFAULT_PORTS[side]
+    return EndpointApis(
+        side,
+        party,
+        store,
+        settings,
+        node_id=party.node.node_id.hex(),
+        host=LOOPBACK,
+        http_port=0 if any_ports else ports.http,
+        etsi_port=0 if any_ports else ports.etsi,
+        tls=TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca),
+    )
+
+
+def _local_token(settings: Settings, directory: Path) -> tuple[Settings, Path | None]:
+    """The API token file the user gave, or a new random one in `directory` (mode 0600)
+    when API_TOKEN and API_TOKEN_FILE are both unset."""
+    token_file = settings.api_token_file
+    if token_file is None and settings.api_token is None:
+        token_file = directory / "api-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        settings = settings.model_copy(update={"api_token_file": token_file})
+    return settings, token_file
 
 
 def _announcement(

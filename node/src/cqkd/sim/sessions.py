@@ -35,6 +35,7 @@ class Protocol:
     async def stop(self) -> None:
         await self.alice.stop()
         await self.bob.stop()
+        await asyncio.gather(*(worker.stop() for worker in self.workers))
 
     def keys_equal(self, view: SessionView) -> bool:
         """Take the session's key out of both stores: True iff both hold it, bit for bit."""
@@ -76,6 +77,7 @@ async def attach(
             workers.append(RogueWorker(node, identity, settings, ticket, rogue))
         else:
             workers.append(Worker(node, identity, settings, ticket))
+    await asyncio.gather(*(worker.start() for worker in workers))
     alice_keys = KeyStore(settings.key_store_max_keys)
     bob_keys = KeyStore(settings.key_store_max_keys)
     bob = Bob(await net.add_node("bob"), bob_identity, bob_keys, settings)

@@ -1,0 +1,80 @@
+"""Alice asks, Bob answers once: the numbering that makes a session message safe to resend.
+
+Alice numbers her messages per session (`seq`) and sends one again when its answer was
+lost to an RPC timeout, once the DHT layer stops counting Bob as a dead peer; Bob answers
+a message he has answered before with the same answer instead of applying it twice. Bob's
+refusals travel back as "outcome: text" where the outcome is a session outcome, which ends
+Alice's session with that outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from cqkd.logs import event
+from cqkd.qkd.channel import Address, Channel, Handler, Message, PeerInfo, RemoteError, need
+from cqkd.qkd.session import ERROR, KEPT_SESSIONS, OUTCOMES, TIMEOUT, SessionFailed
+
+log = logging.getLogger(__name__)
+
+
+class Asker:
+    """Alice's side: `ask` sends a session message to Bob and returns his answer."""
+
+    def __init__(self, channel: Channel, dead_peer_ttl: float) -> None:
+        self.channel = channel
+        self.dead_peer_ttl = dead_peer_ttl
+        self._sequence: dict[str, int] = {}  # process_id -> the last number sent
+
+    async def ask(self, bob: PeerInfo, message: Message) -> Message:
+        """Bob's answer to `message` (which names its session in "pid"). SessionFailed with
+        Bob's outcome if he refused it, TIMEOUT if he did not answer twice."""
+        pid = message["pid"]
+        message["seq"] = self._sequence[pid] = self._sequence.get(pid, 0) + 1
+        node = self.channel.node
+        for attempt in range(2):
+            if not node.is_reachable(bob.address):  # the mark lasts DEAD_PEER_TTL at most
+                await asyncio.sleep(self.dead_peer_ttl)
+            try:
+                reply = await self.channel.send(bob, message)
+            except RemoteError as exc:
+                outcome, _, text = str(exc).partition(": ")
+                if outcome in OUTCOMES and text:
+                    raise SessionFailed(outcome, f"Bob: {text}") from None
+                raise SessionFailed(ERROR, f"Bob refused {message['k']!r}: {exc}") from None
+            if reply is not None:
+                return reply
+            event(log, "bob_silent", logging.WARNING, process_id=pid, message=message["k"],
+                  attempt=attempt + 1)
+        raise SessionFailed(TIMEOUT, f"Bob did not answer {message['k']!r}")
+
+    def forget(self, process_id: str) -> None:
+        """The session ended: no more messages of it."""
+        self._sequence.pop(process_id, None)
+
+
+class Answers:
+    """Bob's side: the last answer of each of the last KEPT_SESSIONS sessions."""
+
+    def __init__(self) -> None:
+        self._last: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
+
+    def once(self, handler: Handler) -> Handler:
+        """`handler`, answering a resent message (same sender, session and number) with
+        the answer it gave, without running again."""
+
+        async def answer(sender: bytes, address: Address, message: Message) -> Message:
+            pid, seq = need(message, "pid", str), need(message, "seq", int)
+            last = self._last.get(pid)
+            if last is not None and last[0] == sender and last[1] == seq:
+                return last[2]
+            reply = await handler(sender, address, message)
+            self._last[pid] = (sender, seq, reply)
+            self._last.move_to_end(pid)
+            while len(self._last) > KEPT_SESSIONS:
+                self._last.popitem(last=False)
+            return reply
+
+        return answer

@@ -77,7 +77,7 @@ def etsi_config(settings: Settings, role: Role) -> EtsiConfig:
             slave_sae_id=settings.slave_sae_id,
             key_size=settings.etsi_key_size,
             min_key_size=min(settings.etsi_key_size, 64),
-            max_key_size=settings.max_key_bits - settings.max_key_bits % 8,
+            max_key_size=settings.max_key_bits,
             max_key_per_request=settings.etsi_max_keys_per_request,
             topup_timeout_seconds=settings.etsi_topup_timeout,
             pool_low=min(settings.key_pool_low, high),

@@ -55,11 +55,12 @@ class EtsiConfig:
 
     def __post_init__(self) -> None:
         sizes = (self.min_key_size, self.key_size, self.max_key_size)
-        if any(size % 8 for size in sizes) or not 8 <= sizes[0] <= sizes[1] <= sizes[2]:
+        if not sizes[0] <= sizes[1] <= sizes[2]:
             raise ValueError(
-                "ETSI key sizes must be multiples of 8 with "
-                f"8 <= min ({sizes[0]}) <= default ({sizes[1]}) <= max ({sizes[2]})"
+                f"ETSI key sizes need min ({sizes[0]}) <= default ({sizes[1]}) <= max ({sizes[2]})"
             )
+        for size in sizes:  # the one key-length rule, with the largest size as the bound
+            check_key_bits(size, self.max_key_size)
 
 
 class Status(BaseModel):

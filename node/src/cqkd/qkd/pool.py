@@ -48,7 +48,8 @@ class _Waiter:
 
 
 class KeyPool:
-    """Keys of `key_bits` for `consumer`, kept between `low` and `high` in `keystore`.
+    """Keys of `key_bits` for `consumer`, kept between `low` and `high` in `keystore`
+    (`key_bits` as validated by the caller's config: qkd/lengths.check_key_bits).
 
     `run_session(key_bits, consumer)` is Alice's: it ends with the key stored for the
     consumer (or a failed view, whose `status` is not "confirmed"). `ready()` says whether
@@ -68,8 +69,6 @@ class KeyPool:
         concurrency: int,
         ready: Callable[[], bool] = lambda: True,
     ) -> None:
-        if key_bits % 8 or key_bits < 8:
-            raise ValueError(f"key_bits must be a positive multiple of 8, got {key_bits}")
         if not 0 <= low <= high or concurrency < 1:
             raise ValueError(
                 f"need 0 <= low ({low}) <= high ({high}) and concurrency ({concurrency}) >= 1"

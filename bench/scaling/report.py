@@ -92,7 +92,7 @@ PLOTS = (
     Plot("memory_per_worker.png", "Memory per worker", "MiB", (
         ("worker_rss_mib_mean", "RSS mean"), ("worker_rss_mib_max", "RSS max"),
         ("worker_container_mib_mean", "container (docker stats) mean"),
-    ), seed=SEED_WORKER_MIB),
+    ), seed=SEED_WORKER_MIB, log_y=True),
     Plot("cpu_per_worker_percent.png", "CPU per worker", "% of one core",
          (("worker_cpu_percent_mean", "mean"),)),
     Plot("cpu_per_worker_seconds.png", "CPU time per worker, whole run", "s",
@@ -198,6 +198,14 @@ def draw(plot: Plot, steps: list[dict[str, Any]], study: str, path: Path
         axis.axhline(plot.seed, color="k", linestyle="--", label="seed's promise", gid="seed")
     if max(workers) >= 10 * min(workers):
         axis.set_xscale("log")
+        axis.minorticks_off()
+    axis.set_xticks(workers, [str(w) for w in workers])
+    plotted = {x for line in axis.get_lines() if line.get_gid() != "seed"
+               for x in np.asarray(line.get_xdata(), dtype=float).tolist()}
+    unmeasured = [str(w) for w in workers if w not in plotted]
+    if unmeasured:  # say so on the plot: a missing point is not a zero
+        fig.text(0.01, 0.01, f"no figure at {', '.join(unmeasured)} workers (see the notes)",
+                 fontsize=8, color="dimgray")
     if plot.log_y:
         axis.set_yscale("log")
     axis.set_xlabel("workers")

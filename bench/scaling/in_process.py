@@ -238,6 +238,9 @@ def save(results: dict[str, Any], raw: list[dict[str, Any]], out: Path,
     """results.json from the runs (the last run of each size, by size) and runs.json."""
     latest = {run["workers"]: run for run in raw}
     results["steps"] = [step_entry(latest[w]) for w in sorted(latest)]
+    for step in results["steps"]:  # a replaced run is still part of the record
+        earlier = [run for run in raw if run["workers"] == step["workers"]][:-1]
+        step["notes"] += [f"an earlier run: {step_entry(run)['notes'][0]}" for run in earlier]
     if not keep_finished:
         results["finished"] = utc_now()
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -179,6 +179,36 @@ def step_entry(run: dict[str, Any]) -> dict[str, Any]:
             "notes": [load]}
 
 
+def plot_progress(raw: list[dict[str, Any]], path: Path) -> Path:
+    """Nodes started against time, and RSS against nodes started, from each run's /proc
+    samples (runs.json): where a size that did not finish stopped, and how memory grew."""
+    import matplotlib.pyplot as plt  # bench.scaling.report chose the Agg backend
+
+    fig, (joins, memory) = plt.subplots(1, 2, figsize=(11, 4))
+    latest = {run["workers"]: run for run in raw}
+    for workers in sorted(latest):
+        samples = latest[workers]["samples"]
+        if samples:  # up to the most sockets: after that the network is shutting down
+            peak = max(range(len(samples)), key=lambda i: samples[i]["sockets"])
+            samples = samples[: peak + 1]
+        seconds = [s["seconds"] for s in samples]
+        sockets = [s["sockets"] for s in samples]
+        label = f"{workers} workers" + (" (stopped)" if latest[workers]["timed_out"] else "")
+        joins.plot(seconds, sockets, label=label)
+        memory.plot(sockets, [s["rss_mib"] for s in samples], label=label)
+    joins.set(xlabel="seconds since the process started", ylabel="nodes started (open sockets)",
+              title="Join progress")
+    memory.set(xlabel="nodes started (open sockets)", ylabel="process RSS (MiB)",
+               title="Memory as nodes join")
+    for axis in (joins, memory):
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
     for name in ("cqkd", "kademlia"):
@@ -229,7 +259,8 @@ def main() -> None:
                             args.sample_seconds))
         save(results, raw, args.out)
     save(results, raw, args.out, keep_finished=args.rebuild)
-    for path in write_report(results, args.out):
+    for path in [*write_report(results, args.out),
+                 plot_progress(raw, args.out / "join_progress.png")]:
         print(path)
 
 

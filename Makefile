@@ -43,7 +43,7 @@ dashboards:
 	python grafana/dashboards.py
 
 bench: setup
-	for script in bench/*.py; do echo "== $$script"; python "$$script"; done
+	for script in bench/[!_]*.py; do echo "== $$script"; python "$$script"; done
 	@echo "== bench/dht.py --peer stock (500 nodes beside stock kademlia 2.2.3)"
 	python bench/dht.py --peer stock --sizes 500 --kill-fractions 0 --lookups 300
 

@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # Ansible, Molecule and the tests find the venv's tools (and `cqkd`) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup deploy teardown lint test bench dashboards
+.PHONY: setup deploy teardown lint test bench dashboards scaling-local
 
 setup:
 	scripts/install-host-packages.sh
@@ -43,6 +43,12 @@ dashboards:
 	python grafana/dashboards.py
 
 bench: setup
-	for script in bench/*.py; do echo "== $$script"; python "$$script"; done
+	for script in bench/[!_]*.py; do echo "== $$script"; python "$$script"; done
 	@echo "== bench/dht.py --peer stock (500 nodes beside stock kademlia 2.2.3)"
 	python bench/dht.py --peer stock --sizes 500 --kill-fractions 0 --lookups 300
+
+# The in-process scaling study (bench/scaling/in_process.py): `cqkd local` at 100 ... 10,000
+# nodes, one bounded process per size; no Docker, only the venv. SIZES="100 1000" for a quick
+# run, OUT=DIR to keep the committed reference report in bench/scaling/in-process/ untouched.
+scaling-local:
+	python -m bench.scaling.in_process $(if $(SIZES),--sizes $(SIZES)) $(if $(OUT),--out $(OUT))

@@ -54,8 +54,9 @@ def rcvbuf_errors() -> int:
     return int(dict(zip(udp[0][1:], udp[1][1:], strict=True))["RcvbufErrors"])
 
 
-def run_local(workers: int, lookups: int, kill: float, seed: int) -> dict[str, object]:
-    command = [
+def local_command(workers: int, lookups: int, kill: float, seed: int) -> list[str]:
+    """The `cqkd local --json` command line of one run (also bench/scaling/in_process.py's)."""
+    return [
         sys.executable,
         "-m",
         "cqkd",
@@ -70,6 +71,10 @@ def run_local(workers: int, lookups: int, kill: float, seed: int) -> dict[str, o
         str(seed),
         "--json",
     ]
+
+
+def run_local(workers: int, lookups: int, kill: float, seed: int) -> dict[str, object]:
+    command = local_command(workers, lookups, kill, seed)
     drops = rcvbuf_errors()
     began = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, check=False)

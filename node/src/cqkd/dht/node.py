@@ -115,6 +115,7 @@ class _Server(Server):  # type: ignore[misc]
         self._accept_store = accept_store
 
     def _create_protocol(self) -> CqkdProtocol:
+        per_host, per_subnet = self._config.peer_limits
         return CqkdProtocol(
             self.node,
             self.storage,
@@ -123,8 +124,8 @@ class _Server(Server):  # type: ignore[misc]
             dead_peer_ttl=self._config.dead_peer_ttl,
             app_handlers=self._app_handlers,
             accept_store=self._accept_store,
-            max_peers_per_host=self._config.max_peers_per_host,
-            max_peers_per_subnet=self._config.max_peers_per_subnet,
+            max_peers_per_host=per_host,
+            max_peers_per_subnet=per_subnet,
         )
 
     async def listen(self, port: int, interface: str = "0.0.0.0") -> None:

@@ -98,3 +98,17 @@ async def test_nodes_sharing_one_address_are_all_admitted_up_to_the_network_size
         await node.stop()
     assert DhtConfig(network_size=15).peer_limits == (256, 1024)  # small networks: as before
     assert DhtConfig(network_size=500, max_peers_per_host=4).peer_limits[0] == 4  # explicit
+
+
+def test_token_buckets_keep_no_state_for_keys_whose_bucket_is_full_again() -> None:
+    # At 10,000 nodes in one process every node kept a bucket for every peer it had met.
+    clock = Clock()
+    buckets = TokenBuckets(rate=10, burst=5, max_keys=10_000, clock=clock)
+    for port in range(1000):
+        assert buckets.allow(("10.0.0.1", port))
+    assert buckets.allow(A)
+    clock.now = 1.0  # every bucket full again: no state needed
+    for port in range(1000, 1100):
+        assert buckets.allow(("10.0.0.1", port))
+    assert len(buckets) <= 200
+    assert [buckets.allow(B) for _ in range(6)] == [True] * 5 + [False]  # still limits

@@ -44,7 +44,7 @@ from kademlia.storage import IStorage
 
 from cqkd.dht.proven import PROVEN_ADDRESSES, ProvenAddresses
 from cqkd.dht.ratelimit import TokenBuckets
-from cqkd.dht.routing import FastRoutingTable, shared_address, subnet
+from cqkd.dht.routing import FastRoutingTable, contact_node, shared_address, subnet
 from cqkd.dht.storage import BoundedStorage
 from cqkd.logs import LimitedEvents
 from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
@@ -559,7 +559,7 @@ class CqkdProtocol(KademliaProtocol):
     def rpc_find_node(
         self, sender: Address, nodeid: bytes, key: bytes
     ) -> list[tuple[bytes, str, int]]:
-        source = Node(nodeid, sender[0], sender[1])
+        source = contact_node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
         neighbors = self.router.find_neighbors(Node(key), exclude=source)
         return [(n.id, n.ip, n.port) for n in neighbors]

@@ -57,6 +57,15 @@ _NODES: dict[bytes, Node] = {}
 _MAX_SHARED_NODES = 1 << 17
 
 
+def contact_node(node_id: bytes, host: str, port: int) -> Node:
+    """The process's Node for this contact if there is one, else a new one (not shared
+    yet): answers to lookups name mostly known contacts, and a Node costs an int parse."""
+    known = _NODES.get(node_id)
+    if known is not None and known.port == port and known.ip == host:
+        return known
+    return Node(node_id, host, port)
+
+
 def shared_node(node: Node) -> Node:
     """The process's one Node with `node`'s id and address (`node` itself the first time)."""
     known = _NODES.get(node.id)

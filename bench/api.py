@@ -13,23 +13,18 @@ import argparse
 import asyncio
 import json
 import ssl
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from common.latency import summary_ms
 from cqkd.api.server import TlsFiles
 from cqkd.endpoint import EndpointApis
 from cqkd.settings import load_settings
 from cqkd.sim.network import LOOPBACK, LocalNetwork
 from cqkd.sim.pki import create_local_pki
 from cqkd.sim.sessions import attach
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49] * 1000, 1), "p99_ms": round(cuts[98] * 1000, 1)}
 
 
 async def bench(workers: int, requests: int, key_bits: int) -> dict[str, object]:
@@ -114,9 +109,9 @@ async def bench(workers: int, requests: int, key_bits: int) -> dict[str, object]
         "workers": workers,
         "requests": requests,
         "key_bits": key_bits,
-        "control_generate_to_confirmed": summary(control),
-        "etsi_enc_keys_with_top_up": summary(enc),
-        "etsi_dec_keys": summary(dec),
+        "control_generate_to_confirmed": summary_ms(control),
+        "etsi_enc_keys_with_top_up": summary_ms(enc),
+        "etsi_dec_keys": summary_ms(dec),
     }
 
 

@@ -17,11 +17,12 @@ import http.client
 import json
 import signal
 import ssl
-import statistics
 import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
+
+from common.latency import percentile
 
 GOAL_P50_MS = 2.0
 
@@ -73,8 +74,7 @@ def main() -> int:
         for name, connection, path in cases:
             times = round_trips(connection, path, args.requests)
             connection.close()
-            p50 = statistics.median(times)
-            p99 = statistics.quantiles(times, n=100)[98]
+            p50, p99 = percentile(times, 0.50), percentile(times, 0.99)
             worst = max(worst, p50)
             verdict = "met" if p50 <= GOAL_P50_MS else "missed"
             print(f"{name:<24} {len(times):>8} {p50:>8.3f} {p99:>8.3f} "

@@ -18,22 +18,21 @@ import asyncio
 import json
 import os
 import ssl
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
 import httpx
+from common.latency import summary_ms
 
 CLIENTS = 20
 KEY_BITS = 256
 
 
 def summary(samples: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49] * 1000, 1), "p99_ms": round(cuts[98] * 1000, 1),
-            "max_ms": round(max(samples) * 1000, 1), "requests": len(samples)}
+    return {**summary_ms(samples), "max_ms": round(max(samples) * 1000, 1),
+            "requests": len(samples)}
 
 
 async def stored(client: httpx.AsyncClient, slave: str) -> int:

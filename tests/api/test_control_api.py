@@ -6,27 +6,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from api_harness import Deployment
+from helpers.api import Deployment
+from helpers.keys import afinished_session
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
 SESSION_WAIT_SECONDS = 30.0
-
-
-async def wait_for_session(
-    client: httpx.AsyncClient, status_url: str, auth: dict[str, str]
-) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + SESSION_WAIT_SECONDS
-    while True:
-        response = await client.get(status_url, headers=auth)
-        assert response.status_code == 200, response.text
-        view: dict[str, Any] = response.json()
-        if view["status"] != "running":
-            return view
-        assert asyncio.get_running_loop().time() < deadline, "session still running"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("side", ["alice", "bob"])
@@ -61,7 +47,9 @@ async def test_generated_key_is_the_same_at_alice_and_bob(deployment: Deployment
         body = accepted.json()
         assert len(body["process_id"]) == 32
         assert accepted.headers["location"] == body["status_url"]
-        view = await wait_for_session(alice, body["status_url"], deployment.auth)
+        view = await afinished_session(
+            alice, body["status_url"], deployment.auth, SESSION_WAIT_SECONDS
+        )
         assert view["status"] == "confirmed", view
         assert view["outcome"] == "confirmed"
         assert view["key_bits"] == 256
@@ -95,7 +83,7 @@ async def test_concurrent_requests_each_get_their_own_session(deployment: Deploy
         urls = {response.json()["status_url"] for response in responses}
         assert len(urls) == 5
         views = await asyncio.gather(
-            *(wait_for_session(alice, url, deployment.auth) for url in urls)
+            *(afinished_session(alice, url, deployment.auth, SESSION_WAIT_SECONDS) for url in urls)
         )
         assert [view["outcome"] for view in views] == ["confirmed"] * 5, views
         assert len({view["key_id"] for view in views}) == 5

@@ -4,9 +4,9 @@ opening any socket, and never print the token."""
 from pathlib import Path
 
 import pytest
-from api_harness import make_pki
 from cqkd.cli import main
 from cqkd.qkd.crypto import Identity
+from helpers.api import make_pki
 
 TOKEN = "settings-test-token-0123456789"
 

@@ -4,12 +4,12 @@ named; the ETSI OpenAPI document states the rules the server enforces."""
 
 import asyncio
 import json
-import ssl
 from typing import Any
 
 import httpx
 import pytest
-from api_harness import Deployment
+from helpers.api import Deployment
+from helpers.tls import sae_context
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -77,9 +77,7 @@ async def test_unparsable_http_gets_json_400(deployment: Deployment, api: str) -
     context = None
     if api == "etsi":
         assert apis.etsi is not None
-        context = ssl.create_default_context(cafile=str(deployment.pki.ca))
-        pair = deployment.pki.master_sae
-        context.load_cert_chain(str(pair.cert), str(pair.key))
+        context = sae_context(deployment.pki, "master")
     port = apis.control.port if api == "control" else apis.etsi.port  # type: ignore[union-attr]
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1" if context else None

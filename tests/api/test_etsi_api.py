@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import Deployment
+from helpers.api import Deployment
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_harness import KME_IDS, MASTER_SAE, SLAVE_SAE, Deployment, serve_apis
 from cqkd.sim.pki import CertPair, LocalPki
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from helpers.api import KME_IDS, MASTER_SAE, SLAVE_SAE, Deployment, serve_apis
+from helpers.tls import client_context
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -79,8 +80,7 @@ class Ca:
 
 
 def client(ca: Ca, pair: CertPair, port: int) -> httpx.AsyncClient:
-    context = ssl.create_default_context(cafile=str(ca.path))
-    context.load_cert_chain(str(pair.cert), str(pair.key))
+    context = client_context(ca.path, pair.cert, pair.key)
     return httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30)
 
 

@@ -2,12 +2,12 @@
 delivered only there, a key made for ETSI 014 only to its SAE pair. Both orders of the
 two-consumer case get a clear 4xx, and the key stays with its own consumer."""
 
-import asyncio
 import base64
 from typing import Any
 
 import pytest
-from api_harness import Deployment
+from helpers.api import Deployment
+from helpers.keys import afinished_session, astart_session
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -17,16 +17,8 @@ SESSION_WAIT_SECONDS = 30.0
 async def control_key(deployment: Deployment) -> str:
     """A 256-bit key made through Alice's control API; its key_ID."""
     async with deployment.control("alice") as alice:
-        accepted = await alice.post(
-            "/generate-key", json={"desired_key_length": 256}, headers=deployment.auth
-        )
-        assert accepted.status_code == 202, accepted.text
-        view: dict[str, Any] = {}
-        for _ in range(int(SESSION_WAIT_SECONDS / 0.05)):
-            view = (await alice.get(accepted.json()["status_url"], headers=deployment.auth)).json()
-            if view["status"] != "running":
-                break
-            await asyncio.sleep(0.05)
+        status_url = await astart_session(alice, 256, deployment.auth)
+        view = await afinished_session(alice, status_url, deployment.auth, SESSION_WAIT_SECONDS)
         assert view["status"] == "confirmed", view
         return str(view["key_id"])
 

@@ -2,15 +2,15 @@
 rule (keys are whole bytes, up to MAX_KEY_BITS), or delivered with exactly that many
 random bits, reported as such, the same at Alice and Bob."""
 
-import asyncio
 import base64
 import re
 from typing import Any
 
 import httpx
 import pytest
-from api_harness import Deployment
 from cqkd.settings import load_settings
+from helpers.api import Deployment
+from helpers.keys import afinished_session, astart_session
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -21,16 +21,10 @@ SESSION_WAIT_SECONDS = 120.0
 
 
 async def generate(alice: httpx.AsyncClient, auth: dict[str, str], bits: int) -> dict[str, Any]:
-    accepted = await alice.post("/generate-key", json={"desired_key_length": bits}, headers=auth)
-    assert accepted.status_code == 202, accepted.text
-    deadline = asyncio.get_running_loop().time() + SESSION_WAIT_SECONDS
-    while True:
-        view: dict[str, Any] = (await alice.get(accepted.json()["status_url"], headers=auth)).json()
-        if view["status"] != "running":
-            assert view["outcome"] == "confirmed", view
-            return view
-        assert asyncio.get_running_loop().time() < deadline, "session still running"
-        await asyncio.sleep(0.05)
+    status_url = await astart_session(alice, bits, auth)
+    view = await afinished_session(alice, status_url, auth, SESSION_WAIT_SECONDS)
+    assert view["outcome"] == "confirmed", view
+    return view
 
 
 @pytest.mark.parametrize("bits", REFUSED)

@@ -9,11 +9,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import pytest_asyncio
-from api_harness import KME_IDS, WORKERS, Deployment, serve_apis
-from cqkd.settings import load_settings
-from cqkd.sim.network import LocalNetwork
 from cqkd.sim.pki import LocalPki
-from cqkd.sim.sessions import attach
+from helpers.api import Deployment, api_network
 
 if TYPE_CHECKING:
     from cqkd.qkd.pool import KeyPool
@@ -26,26 +23,9 @@ FILL_SECONDS = 120.0  # generous: 60 sessions on a loaded 2-core machine
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pooled(pki: LocalPki) -> AsyncIterator[Deployment]:
-    settings = load_settings(**KME_IDS)
-    async with LocalNetwork(settings, workers=WORKERS) as net:
-        protocol = await attach(net, settings)  # the pool waits until Alice is ready
-        parties = {"alice": protocol.alice, "bob": protocol.bob}
-        stores = {"alice": protocol.alice_keys, "bob": protocol.bob_keys}
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                apis = {
-                    side: await stack.enter_async_context(
-                        serve_apis(
-                            pki, side, parties[side], stores[side],
-                            parties[side].node.node_id.hex(),
-                            key_pool_low=LOW, key_pool_high=HIGH,
-                        )
-                    )
-                    for side in ("alice", "bob")
-                }
-                yield Deployment(pki, apis, stores, parties)
-        finally:
-            await protocol.stop()
+    # No wait for convergence: the pool waits until Alice is ready.
+    async with api_network(pki, key_pool_low=LOW, key_pool_high=HIGH) as deployment:
+        yield deployment
 
 
 def pool_of(deployment: Deployment) -> "KeyPool":

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from api_harness import Deployment, serve_apis
 from cqkd.qkd.keystore import KeyStore
+from helpers.api import Deployment, alice_apis
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -24,15 +24,7 @@ def full(store: KeyStore) -> Iterator[None]:
 
 
 async def test_too_many_running_sessions_429(deployment: Deployment) -> None:
-    alice = deployment.parties["alice"]
-    async with serve_apis(
-        deployment.pki,
-        "alice",
-        alice,
-        deployment.stores["alice"],
-        alice.node.node_id.hex(),
-        max_running_sessions=1,
-    ) as apis:
+    async with alice_apis(deployment, max_running_sessions=1) as apis:
         url = f"http://127.0.0.1:{apis.control.port}/generate-key"
         async with httpx.AsyncClient() as client:
             first, second = await asyncio.gather(
@@ -66,15 +58,7 @@ async def test_full_store_refuses_enc_keys_503(deployment: Deployment) -> None:
 
 
 async def test_slow_top_up_503(deployment: Deployment) -> None:
-    alice = deployment.parties["alice"]
-    async with serve_apis(
-        deployment.pki,
-        "alice",
-        alice,
-        deployment.stores["alice"],
-        alice.node.node_id.hex(),
-        etsi_topup_timeout=0.001,
-    ) as apis:
+    async with alice_apis(deployment, etsi_topup_timeout=0.001) as apis:
         assert apis.etsi is not None
         async with deployment.etsi_client(apis.etsi.port, "master") as master:
             response = await master.post(deployment.enc_keys, json={"number": 1, "size": 2048})

@@ -3,11 +3,11 @@ as real `cqkd alice` / `cqkd bob` processes (workers already refuse to run witho
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cqkd.qkd.crypto import Identity
+from helpers.processes import CQKD
 
 START_TIMEOUT_SECONDS = 30
 
@@ -24,7 +24,7 @@ def test_without_trusted_owners_the_process_exits_at_start_with_one_line(
         "API_TOKEN": "owner-list-test-token-0123456789",
     })
     done = subprocess.run(
-        [sys.executable, "-m", "cqkd", role], env=env, capture_output=True, text=True,
+        [*CQKD, role], env=env, capture_output=True, text=True,
         timeout=START_TIMEOUT_SECONDS, check=False,
     )
     assert done.returncode == 2, done.stderr

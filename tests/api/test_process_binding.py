@@ -5,29 +5,23 @@ API and her /health and /metrics (what Prometheus scrapes) serve on DHT_HOST; an
 import json
 import os
 import socket
-import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from cqkd.qkd.crypto import Identity
 from cqkd.sim.pki import create_local_pki
-from test_processes import CQKD, Processes, free_port, wait_until
+from helpers.ports import free_port
+from helpers.processes import CQKD, Processes
+from helpers.tls import client_context, sae_context
+from helpers.waits import wait_until
 
 pytestmark = pytest.mark.network
 
 TOKEN = "binding-test-token-0123456789"
 # Another loopback address, standing for the host's network address: nothing leaves lo.
 HOST_ADDRESS = "127.0.0.2"
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    yield procs
-    procs.kill_all()
 
 
 def answers(host: str, port: int) -> bool:
@@ -93,9 +87,7 @@ def test_control_api_binds_loopback_and_metrics_follow_dht_host(
         assert "cqkd_build_info" in scraped.text
         health = client.get(f"http://{HOST_ADDRESS}:{dht}/health").json()
         assert health["role"] == "alice"
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    context.load_cert_chain(str(pki.master_sae.cert), str(pki.master_sae.key))
-    with httpx.Client(verify=context, timeout=30) as sae:
+    with httpx.Client(verify=sae_context(pki, "master"), timeout=30) as sae:
         status = sae.get(f"https://{HOST_ADDRESS}:{etsi}/api/v1/keys/sae-s/status")
         assert status.status_code == 200, status.text
     # The container's health check: it asks the control API where it listens.
@@ -116,12 +108,12 @@ def test_local_serve_honours_key_store_max_keys(processes: Processes) -> None:
         ["local", "--serve", "--api-ports", "any", "--workers", "4", "--json",
          "--key-store-max-keys", "20"],
         {},
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     announced = json.loads(process.stdout.readline())
-    context = ssl.create_default_context(cafile=announced["ca"])
     master = announced["master_sae"]
-    context.load_cert_chain(master["cert"], master["key"])
+    context = client_context(announced["ca"], master["cert"], master["key"])
     with httpx.Client(base_url=announced["alice_etsi"], verify=context, timeout=30) as sae:
         status = sae.get(f"/api/v1/keys/{announced['slave_sae']['id']}/status").json()
     assert status["max_key_count"] == 20

@@ -4,104 +4,29 @@ keys through their APIs, keep secrets out of their logs, and stop on SIGTERM."""
 import base64
 import json
 import os
-import signal
-import socket
-import ssl
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from api_harness import make_pki
 from cqkd.sim.pki import LocalPki
+from helpers.api import make_pki
+from helpers.keys import finished_session, start_session
+from helpers.ports import free_port
+from helpers.processes import CQKD, Processes, keygen
+from helpers.tls import client_context, sae_context
+from helpers.waits import wait_until
 
 pytestmark = pytest.mark.network
 
-CQKD = [sys.executable, "-m", "cqkd"]
 TOKEN = "process-test-token-0123456789"
 WORKERS = 6
-START_SECONDS = 60.0
-STOP_SECONDS = 10.0
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP right now (each node uses one number for both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
-class Processes:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.directory / f"{name}.log", "wb")  # noqa: SIM115 (lives with the process)
-        process = subprocess.Popen(
-            CQKD + args, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=log
-        )
-        self.running[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.directory / f"{name}.log").read_text(errors="replace")
-
-    def stop(self, name: str) -> tuple[int, float]:
-        """SIGTERM, then the exit code and how long the process took to exit."""
-        process = self.running.pop(name)
-        began = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(STOP_SECONDS)
-        return code, time.monotonic() - began
-
-    def kill_all(self) -> None:
-        for process in self.running.values():
-            process.kill()
-            process.wait()
-        self.running.clear()
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    yield procs
-    procs.kill_all()
-
-
-def wait_until(check: Any, what: str | Callable[[], str]) -> Any:
-    """Poll `check` until it is truthy; `what` (or what it returns) names it on timeout."""
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out waiting for {what if isinstance(what, str) else what()}"
-            )
-        time.sleep(0.2)
 
 
 def sae_client(pki: LocalPki, sae: str, port: int) -> httpx.Client:
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    pair = pki.master_sae if sae == "master" else pki.slave_sae
-    context.load_cert_chain(str(pair.cert), str(pair.key))
-    return httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30)
+    return httpx.Client(
+        base_url=f"https://127.0.0.1:{port}", verify=sae_context(pki, sae), timeout=30
+    )
 
 
 def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
@@ -109,19 +34,8 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
 ) -> None:
     pki = make_pki(tmp_path / "pki")
     (tmp_path / "token").write_text(TOKEN + "\n")
-    owners = []
-    for side in ("alice", "bob"):
-        keygen = subprocess.run(
-            [*CQKD, "keygen", "--out", str(tmp_path / f"{side}.key")],
-            capture_output=True,
-            check=True,
-            text=True,
-        )
-        owners.append(keygen.stdout.strip())
-    admission = subprocess.run(
-        [*CQKD, "keygen", "--out", str(tmp_path / "admission.key")],
-        capture_output=True, check=True, text=True,
-    ).stdout.strip()
+    owners = [keygen(tmp_path / f"{side}.key") for side in ("alice", "bob")]
+    admission = keygen(tmp_path / "admission.key")
     bootstrap = free_port()
     ports = {side: (free_port(), free_port(), free_port()) for side in ("alice", "bob")}
     common = {
@@ -179,16 +93,7 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
             timeout=30,
         )
         assert probe.returncode == 0, probe.stderr
-        accepted = alice.post("/generate-key", json={"desired_key_length": 256}, headers=auth)
-        assert accepted.status_code == 202, accepted.text
-        view = wait_until(
-            lambda: (
-                (v := alice.get(accepted.json()["status_url"], headers=auth).json())
-                and v["status"] != "running"
-                and v
-            ),
-            "the session",
-        )
+        view = finished_session(alice, start_session(alice, 256, auth), auth)
         assert view["outcome"] == "confirmed", (view["error"], view)
         alice_key = alice.get(f"/keys/{view['key_id']}", headers=auth).json()
         bob_key = bob.get(f"/keys/{view['key_id']}", headers=auth).json()
@@ -223,7 +128,10 @@ def test_alice_and_bob_processes_exchange_keys_and_stop_on_sigterm(
 
 def test_local_serve_exchanges_a_key_and_cleans_up(processes: Processes) -> None:
     process = processes.start(
-        "local", ["local", "--serve", "--api-ports", "any", "--workers", "8", "--json"], {}
+        "local",
+        ["local", "--serve", "--api-ports", "any", "--workers", "8", "--json"],
+        {},
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     announced = json.loads(process.stdout.readline())
@@ -235,16 +143,16 @@ def test_local_serve_exchanges_a_key_and_cleans_up(processes: Processes) -> None
         accepted = alice.post("/generate-key", json={"desired_key_length": 256}, headers=auth)
         assert accepted.status_code == 202
     master, slave = announced["master_sae"], announced["slave_sae"]
-    pki = LocalPki(
-        ca=Path(announced["ca"]),
-        alice=None,  # type: ignore[arg-type]
-        bob=None,  # type: ignore[arg-type]
-        master_sae=_pair(master),
-        slave_sae=_pair(slave),
-    )
-    alice_port = int(announced["alice_etsi"].rsplit(":", 1)[1])
-    bob_port = int(announced["bob_etsi"].rsplit(":", 1)[1])
-    with sae_client(pki, "master", alice_port) as m, sae_client(pki, "slave", bob_port) as s:
+    with (
+        httpx.Client(
+            base_url=announced["alice_etsi"], timeout=30,
+            verify=client_context(announced["ca"], master["cert"], master["key"]),
+        ) as m,
+        httpx.Client(
+            base_url=announced["bob_etsi"], timeout=30,
+            verify=client_context(announced["ca"], slave["cert"], slave["key"]),
+        ) as s,
+    ):
         keys = m.get(f"/api/v1/keys/{slave['id']}/enc_keys").json()["keys"]
         got = s.get(
             f"/api/v1/keys/{master['id']}/dec_keys", params={"key_ID": keys[0]["key_ID"]}
@@ -254,9 +162,3 @@ def test_local_serve_exchanges_a_key_and_cleans_up(processes: Processes) -> None
     assert code == 0, processes.log("local")
     assert not directory.exists()
     assert token not in processes.log("local")
-
-
-def _pair(sae: dict[str, str]) -> Any:
-    from cqkd.sim.pki import CertPair
-
-    return CertPair(cert=Path(sae["cert"]), key=Path(sae["key"]))

@@ -3,7 +3,7 @@ valid and invalid requests, a bounded number per operation, and not one server e
 undocumented status, wrong content type or response outside its schema."""
 
 import json
-import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from helpers.processes import Processes
+from helpers.tls import client_context
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -22,7 +24,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_processes import Processes
 
 pytestmark = pytest.mark.network
 
@@ -60,6 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         ["local", "--serve", "--api-ports", "any", "--workers", "8", "--json",
          "--max-key-bits", "256", "--etsi-max-keys-per-request", "4"],
         {},
+        stdout=subprocess.PIPE,
     )
     assert process.stdout is not None
     try:
@@ -118,8 +120,7 @@ def test_etsi_apis_conform(served: dict[str, Any]) -> None:
         ("bob", slave, {"master_SAE_ID": master["id"]}),
     ):
         url = served[f"{side}_etsi"]
-        context = ssl.create_default_context(cafile=served["ca"])
-        context.load_cert_chain(sae["cert"], sae["key"])
+        context = client_context(served["ca"], sae["cert"], sae["key"])
         document = httpx.get(url + "/openapi.json", verify=context, timeout=30).json()
         tls = {"verify": served["ca"], "cert": (sae["cert"], sae["key"])}
         assert fuzz(url, document, path, **tls) > 0

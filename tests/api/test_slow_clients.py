@@ -7,12 +7,11 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from api_harness import Deployment, serve_apis
-from cqkd.endpoint import EndpointApis
+from helpers.api import Deployment, alice_apis
+from helpers.tls import sae_context
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -21,27 +20,6 @@ REQUEST_TIMEOUT = 1.0
 # loop may be late; a server without a deadline keeps the connection for 60 s or more.
 GRACE = 6.0
 SLOW_CLIENTS = 20
-
-
-@contextlib.asynccontextmanager
-async def alice_apis(deployment: Deployment, **overrides: object) -> AsyncIterator[EndpointApis]:
-    alice = deployment.parties["alice"]
-    async with serve_apis(
-        deployment.pki,
-        "alice",
-        alice,
-        deployment.stores["alice"],
-        alice.node.node_id.hex(),
-        **overrides,
-    ) as apis:
-        yield apis
-
-
-def etsi_context(deployment: Deployment) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(deployment.pki.ca))
-    pair = deployment.pki.master_sae
-    context.load_cert_chain(str(pair.cert), str(pair.key))
-    return context
 
 
 async def slowloris(
@@ -93,7 +71,7 @@ async def test_slow_clients_get_408_and_are_closed(
     async with alice_apis(deployment, api_request_timeout=REQUEST_TIMEOUT) as apis:
         server = apis.control if api == "control" else apis.etsi
         assert server is not None
-        context = etsi_context(deployment) if api == "etsi" else None
+        context = sae_context(deployment.pki, "master") if api == "etsi" else None
         slow = asyncio.gather(
             *(slowloris(server.port, context, body) for _ in range(SLOW_CLIENTS))
         )

@@ -14,15 +14,10 @@ import httpx
 import pytest
 from cqkd.dht.params import adaptive_params, scale_profile
 from deploy_helpers import REPO, Deployment, deployed_containers, run_playbook
+from helpers.metrics import DHT_PARAMETER_GAUGES
 from prometheus_client.parser import text_string_to_metric_families
 
 MIB = 1024 * 1024
-GAUGES = (
-    "cqkd_dht_alpha",
-    "cqkd_dht_k",
-    "cqkd_dht_query_timeout_seconds",
-    "cqkd_dht_network_size_estimate",
-)
 # A custom scale in the table's second row, so every value differs from scale=small's.
 CUSTOM_WORKERS = 20
 # Role inputs an inventory sets in group_vars: a pinned query timeout (alpha and k still
@@ -38,9 +33,9 @@ def node_gauges(port: int) -> dict[str, float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
-    missing = [name for name in GAUGES if name not in values]
+    missing = [name for name in DHT_PARAMETER_GAUGES if name not in values]
     assert not missing, f"port {port} exports no {missing}"
-    return {name: values[name] for name in GAUGES}
+    return {name: values[name] for name in DHT_PARAMETER_GAUGES}
 
 
 def inventory_with_group_vars(tmp_path: Path) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from deploy_helpers import (
     docker_json,
     run_playbook,
 )
+from helpers.keys import finished_session, start_session
 
 pytestmark = pytest.mark.deploy
 
@@ -72,17 +72,8 @@ def test_alice_and_bob_answer_health(deployment: Deployment, url_attr: str) -> N
 
 def test_key_exchanged_over_http(deployment: Deployment) -> None:
     auth = {"Authorization": f"Bearer {deployment.api_token}"}
-    with httpx.Client(timeout=10, headers=auth) as client:
-        accepted = client.post(
-            f"{deployment.alice_url}/generate-key", json={"desired_key_length": 256}
-        )
-        assert accepted.status_code == 202, accepted.text
-        status_url = f"{deployment.alice_url}/sessions/{accepted.json()['process_id']}"
-        deadline = time.monotonic() + 120
-        session = client.get(status_url).json()
-        while session["status"] == "running" and time.monotonic() < deadline:
-            time.sleep(0.5)
-            session = client.get(status_url).json()
+    with httpx.Client(base_url=deployment.alice_url, timeout=10, headers=auth) as client:
+        session = finished_session(client, start_session(client, 256), seconds=120, interval=0.5)
         assert session["status"] == "confirmed", session
         key_id = session["key_id"]
         alice_key = client.get(f"{deployment.alice_url}/keys/{key_id}")

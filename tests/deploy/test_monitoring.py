@@ -17,6 +17,7 @@ import pytest
 import yaml
 from cqkd.dht.params import scale_profile
 from deploy_helpers import SCALE, Deployment
+from helpers.keys import finished_session, start_session
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = "http://127.0.0.1:9090"
@@ -97,14 +98,8 @@ def test_every_node_is_an_up_target(monitored):
 def exchange_key(deployment: Deployment, key_bits: int) -> None:
     """One key session through Alice's API, waited for until it is confirmed."""
     auth = {"Authorization": f"Bearer {deployment.api_token}"}
-    started = httpx.post(f"{deployment.alice_url}/generate-key", headers=auth, timeout=10,
-                         json={"desired_key_length": key_bits})
-    assert started.status_code == 202, started.text
-    status_url = f"{deployment.alice_url}{started.json()['status_url']}"
-    deadline = time.monotonic() + 60
-    while (view := httpx.get(status_url, headers=auth, timeout=10).json())["status"] == "running":
-        assert time.monotonic() < deadline, view
-        time.sleep(0.5)
+    with httpx.Client(base_url=deployment.alice_url, headers=auth, timeout=10) as alice:
+        view = finished_session(alice, start_session(alice, key_bits), seconds=60, interval=0.5)
     assert view["status"] == "confirmed", view
 
 

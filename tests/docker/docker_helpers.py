@@ -1,9 +1,8 @@
-"""Helpers of the image tests: the Docker CLI, the package version, free ports."""
+"""Helpers of the image tests: the Docker CLI, the package version."""
 
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 from pathlib import Path
 
@@ -22,17 +21,3 @@ def package_version() -> str:
     match = re.search(r'(?m)^version = "([^"]+)"', text)
     assert match, "node/pyproject.toml has no version"
     return match.group(1)
-
-
-def free_port() -> int:
-    """A port free for both UDP (DHT) and TCP (HTTP): a node uses the same number for both."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from docker_helpers import REPO, docker, free_port, package_version
+from docker_helpers import REPO, docker, package_version
+from helpers.ports import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import yaml
+from helpers.keys import finished_session
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = "multihost"
@@ -135,16 +135,9 @@ class Api:
         return str(answer.json()["process_id"])
 
     def wait_session(self, process_id: str, timeout: float = 180) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                view: dict[str, object] = self.alice.get(f"/sessions/{process_id}").json()
-            except httpx.HTTPError:
-                view = {"status": "running"}
-            if view["status"] != "running":
-                return view
-            time.sleep(0.5)
-        raise AssertionError(f"session {process_id} still running after {timeout} s")
+        return finished_session(
+            self.alice, f"/sessions/{process_id}", seconds=timeout, interval=0.5
+        )
 
     def keys_match(self, key_id: str) -> bool:
         """Fetch the key under key_id from both sides (once: delivery consumes it)."""

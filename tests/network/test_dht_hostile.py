@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 import subprocess
-import sys
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -29,6 +29,8 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.fragments import PER_SOURCE_BYTES
 from cqkd.settings import Settings, load_settings
 from cqkd.sim.network import LocalNetwork
+from helpers.processes import CQKD
+from helpers.waits import until
 from kademlia.node import Node
 
 pytestmark = pytest.mark.network
@@ -90,13 +92,9 @@ class Hostile(asyncio.DatagramProtocol):
         self.transport.close()
 
 
-async def settle(check: object, within: float = 5.0) -> None:
+async def settle(check: Callable[[], object], within: float = 5.0) -> None:
     """Wait until check() is true (datagrams on loopback take a few loop turns)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not check():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
+    await until(check, "the condition", within, interval=0.02)
 
 
 async def proven(peer: Hostile, *nodes: DhtNode) -> None:
@@ -315,7 +313,7 @@ async def test_a_node_restarted_with_a_new_id_replaces_its_stale_id(
 def test_unsupported_addresses_exit_2_with_one_line(variable: str, value: str) -> None:
     env = {**os.environ, "BOOTSTRAP_NODES": "127.0.0.1:9", variable: value, "DHT_PORT": "0"}
     done = subprocess.run(
-        [sys.executable, "-m", "cqkd", "worker"], env=env, capture_output=True, text=True,
+        [*CQKD, "worker"], env=env, capture_output=True, text=True,
         timeout=30,
     )
     assert done.returncode == 2, done.stderr[-500:]

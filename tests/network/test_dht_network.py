@@ -16,6 +16,7 @@ from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
 from cqkd.metrics import DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
 from cqkd.sim.network import LocalNetwork
+from helpers.waits import until
 from kademlia.node import Node
 from kademlia.utils import digest
 
@@ -74,10 +75,11 @@ async def test_a_newcomer_nearest_to_a_key_is_handed_its_value() -> None:
         await newcomer.start()
         try:
             await newcomer.join(net.bootstrap_addresses)
-            deadline = time.monotonic() + 5
-            while newcomer.protocol.storage.get(dkey) is None:
-                assert time.monotonic() < deadline, "no holder handed the newcomer its key"
-                await asyncio.sleep(0.05)
+            await until(
+                lambda: newcomer.protocol.storage.get(dkey) is not None,
+                "a holder to hand the newcomer its key",
+                seconds=5,
+            )
         finally:
             await newcomer.stop()
 

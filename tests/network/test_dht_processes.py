@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import socket
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
+from helpers.processes import CQKD, node
 
 pytestmark = pytest.mark.network
 
-CQKD = [sys.executable, "-m", "cqkd"]
 METRIC_NAMES = (
     "cqkd_dht_lookup_duration_seconds",
     "cqkd_dht_queries_total",
@@ -35,78 +28,12 @@ METRIC_NAMES = (
 )
 
 
-class NodeProcess:
-    def __init__(self, role: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [*CQKD, role],
-            env={**os.environ, "DHT_PORT": "0", **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        try:
-            self.port = int(self.wait_for("http_listening")["port"])
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-    def wait_for(self, event: str, timeout: float = 15.0) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.lines.append(line)
-            entry = json.loads(line)
-            if entry["event"] == event:
-                return entry  # type: ignore[no-any-return]
-        raise AssertionError(f"no {event} event; stderr so far: {''.join(self.lines)}")
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> float:
-        """SIGTERM; the node's own shutdown time (signal to `stopped`), asserted < 1 s.
-
-        The wall time to exit is also bounded, loosely: a loaded CI machine may be slow to
-        schedule the process at all.
-        """
-        self.proc.send_signal(signal.SIGTERM)
-        stopped = self.wait_for("stopped", timeout=10)
-        self.proc.wait(timeout=10)
-        return float(stopped["shutdown_seconds"])  # type: ignore[arg-type]
-
-
-@contextmanager
-def node(role: str, **env: str) -> Iterator[NodeProcess]:
-    process = NodeProcess(role, env)
-    try:
-        yield process
-    finally:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
-
-
 def test_bootstrap_and_workers_serve_health_and_metrics_then_stop_on_sigterm() -> None:
     with node("bootstrap") as boot:
         peers = f"127.0.0.1:{boot.port}"
         with (
-            node("worker", BOOTSTRAP_NODES=peers) as w1,
-            node("worker", BOOTSTRAP_NODES=peers) as w2,
+            node("worker", {"BOOTSTRAP_NODES": peers}) as w1,
+            node("worker", {"BOOTSTRAP_NODES": peers}) as w2,
         ):
             for worker in (w1, w2):
                 worker.wait_for("joined")

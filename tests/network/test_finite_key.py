@@ -4,12 +4,12 @@ long keys on few workers, and Cascade's efficiency. Real UDP on loopback, real w
 import json
 import statistics
 import subprocess
-import sys
 
 import pytest
 from cqkd.settings import load_settings
-from cqkd.sim.network import LocalNetwork
-from cqkd.sim.sessions import attach, run_sessions
+from cqkd.sim.sessions import run_sessions
+from helpers.network import protocol_network
+from helpers.processes import CQKD
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network
@@ -17,15 +17,11 @@ pytestmark = pytest.mark.network
 
 async def sessions(key_bits: int, count: int, workers: int = 15, **knobs: object) -> dict:
     settings = load_settings(**{"rpc_timeout": 3.0, "session_timeout": 300.0, **knobs})
-    async with LocalNetwork(settings, workers) as net:
-        protocol = await attach(net, settings)
-        try:
-            report = await run_sessions(net, protocol, key_bits, count, concurrency=1)
-            report["views"] = list(protocol.alice._views.values())
-            report["bob_views"] = [protocol.bob.session(v.process_id) for v in report["views"]]
-            return report
-        finally:
-            await protocol.stop()
+    async with protocol_network(settings, workers) as (net, protocol):
+        report = await run_sessions(net, protocol, key_bits, count, concurrency=1)
+        report["views"] = list(protocol.alice._views.values())
+        report["bob_views"] = [protocol.bob.session(v.process_id) for v in report["views"]]
+        return report
 
 
 async def test_short_keys_with_noise_confirm_on_a_meaningful_sample() -> None:
@@ -83,7 +79,7 @@ async def test_cascade_efficiency_is_that_of_the_literature(qber: float) -> None
 
 def test_a_long_key_on_six_workers_is_split_into_rounds_they_accept() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cqkd", "local", "--workers", "6", "--key-bits", "16384",
+        [*CQKD, "local", "--workers", "6", "--key-bits", "16384",
          "--channel-error", "0.06", "--sessions", "1", "--lookups", "0", "--json",
          "--session-timeout", "600"],
         capture_output=True, text=True, timeout=600, check=False,

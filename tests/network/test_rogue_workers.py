@@ -13,13 +13,13 @@ import itertools
 import json
 import math
 import subprocess
-import sys
 
 import pytest
 from cqkd.settings import load_settings
-from cqkd.sim.network import LocalNetwork
 from cqkd.sim.rogue import BEHAVIOURS
-from cqkd.sim.sessions import Protocol, attach
+from cqkd.sim.sessions import Protocol
+from helpers.network import protocol_network
+from helpers.processes import CQKD
 
 pytestmark = pytest.mark.network
 
@@ -76,30 +76,26 @@ def passes(keys: list[bytes]) -> bool:
 @pytest.mark.parametrize("behaviour", BEHAVIOURS)
 async def test_one_rogue_worker_neither_fixes_nor_splits_the_key(behaviour: str) -> None:
     settings = load_settings(rpc_timeout=3.0)
-    async with LocalNetwork(settings, 15) as net:
-        p = await attach(net, settings, rogue=behaviour)
-        try:
-            assert p.rogue is not None
-            keys = await batch(p)
-            # The rogue must have misbehaved in some session (it gets a given role in about
-            # 1 session in 15): more batches until it did (all 4 miss it 1 time in 60 000).
-            for _ in range(3):
-                if p.rogue.misbehaved:
-                    break
-                keys += await batch(p)
-            assert p.rogue.misbehaved, "the rogue never got the role it misbehaves in"
-            assert keys, "no session confirmed"
-            for key in keys:
-                assert key not in (bytes(len(key)), b"\xff" * len(key)), "constant key"
-            if not passes(keys):
-                assert passes(await batch(p)), f"{behaviour}: keys fail monobit/runs twice"
-        finally:
-            await p.stop()
+    async with protocol_network(settings, 15, rogue=behaviour) as (_, p):
+        assert p.rogue is not None
+        keys = await batch(p)
+        # The rogue must have misbehaved in some session (it gets a given role in about
+        # 1 session in 15): more batches until it did (all 4 miss it 1 time in 60 000).
+        for _ in range(3):
+            if p.rogue.misbehaved:
+                break
+            keys += await batch(p)
+        assert p.rogue.misbehaved, "the rogue never got the role it misbehaves in"
+        assert keys, "no session confirmed"
+        for key in keys:
+            assert key not in (bytes(len(key)), b"\xff" * len(key)), "constant key"
+        if not passes(keys):
+            assert passes(await batch(p)), f"{behaviour}: keys fail monobit/runs twice"
 
 
 def test_cqkd_local_reports_the_rogue_and_the_outcomes() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "cqkd", "local", "--workers", "15", "--lookups", "0",
+        [*CQKD, "local", "--workers", "15", "--lookups", "0",
          "--key-bits", str(KEY_BITS), "--sessions", "20", "--concurrency", "4",
          "--rogue-worker", "lying-collider", "--json"],
         capture_output=True, text=True, timeout=120, check=False,

@@ -2,7 +2,6 @@
 session's whole life and after; commands run once, at the worker they were signed for;
 only admitted workers get roles. Real UDP on loopback, real workers, Alice and Bob."""
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +12,9 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.worker import Command, Worker
 from cqkd.settings import load_settings
 from cqkd.sim.network import LocalNetwork
-from cqkd.sim.sessions import Protocol, attach
+from cqkd.sim.sessions import Protocol
+from helpers.network import protocol_network
+from helpers.waits import until
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network
@@ -27,13 +28,8 @@ def refused(reason: str) -> float:
 
 @contextlib.asynccontextmanager
 async def network(workers: int = 8) -> AsyncIterator[tuple[LocalNetwork, Protocol]]:
-    settings = load_settings(rpc_timeout=3.0)
-    async with LocalNetwork(settings, workers) as net:
-        protocol = await attach(net, settings)
-        try:
-            yield net, protocol
-        finally:
-            await protocol.stop()
+    async with protocol_network(load_settings(rpc_timeout=3.0), workers) as both:
+        yield both
 
 
 async def third_party(net: LocalNetwork, p: Protocol) -> tuple[Channel, PeerInfo]:
@@ -65,10 +61,8 @@ async def test_a_third_node_cannot_abort_or_confirm_a_running_or_finished_sessio
         await meddle(channel, bob, finished.process_id)
         # Running: meddle as soon as Bob knows the session, then let it finish.
         process_id = p.alice.begin_session(64)
-        for _ in range(int(WAIT_SECONDS / 0.001)):
-            if p.bob.session(process_id) is not None:
-                break
-            await asyncio.sleep(0.001)
+        await until(lambda: p.bob.session(process_id) is not None, "Bob to know the session",
+                    WAIT_SECONDS, interval=0.001)
         assert p.bob.session(process_id) is not None
         await meddle(channel, bob, process_id)
         running = await p.alice.wait(process_id)

@@ -13,7 +13,8 @@ from cqkd.qkd.crypto import Identity
 from cqkd.qkd.worker import Command
 from cqkd.settings import load_settings
 from cqkd.sim.network import LocalNetwork
-from cqkd.sim.sessions import Protocol, attach, run_sessions
+from cqkd.sim.sessions import Protocol, run_sessions
+from helpers.network import protocol_network
 from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.network
@@ -23,13 +24,8 @@ pytestmark = pytest.mark.network
 async def network(workers: int = 15, **knobs: Any) -> AsyncIterator[tuple[LocalNetwork, Protocol]]:
     # One missed RPC timeout marks a peer dead for DEAD_PEER_TTL; on a shared, loaded CI
     # machine 1 s is too tight for Alice <-> Bob, so these tests allow 3 s unless told.
-    settings = load_settings(**{"rpc_timeout": 3.0, **knobs})
-    async with LocalNetwork(settings, workers) as net:
-        protocol = await attach(net, settings)
-        try:
-            yield net, protocol
-        finally:
-            await protocol.stop()
+    async with protocol_network(load_settings(**{"rpc_timeout": 3.0, **knobs}), workers) as both:
+        yield both
 
 
 def sample(name: str, **labels: str) -> float:

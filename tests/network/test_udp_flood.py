@@ -14,20 +14,20 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import msgpack
 import pytest
+from helpers.keys import finished_session, start_session
+from helpers.ports import free_port
+from helpers.processes import Processes, keygen
+from helpers.waits import wait_until
 
 pytestmark = pytest.mark.network
 
-CQKD = [sys.executable, "-m", "cqkd"]
 TOKEN = "flood-test-token-0123456789"
 WORKERS = 6  # what a session needs (pooled mode), and Alice waits for
 # One spare: a flood that fills Alice's socket buffer may drop one worker's hello answer.
@@ -39,20 +39,6 @@ MAX_RSS_GROWTH = 10 * 2**20
 START_SECONDS = 90.0
 SESSION_SECONDS = 120.0
 KINDS = ("store", "fragment", "random_id", "find_node")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP right now (each node uses one number for both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 def rss(pid: int) -> int:
@@ -137,64 +123,11 @@ class Flood(threading.Thread):
             sock.close()
 
 
-class Cluster:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.directory / f"{name}.log", "wb")  # noqa: SIM115 (lives with the process)
-        process = subprocess.Popen(
-            CQKD + args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log
-        )
-        self.running[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        return (self.directory / f"{name}.log").read_text(errors="replace")
-
-    def kill_all(self) -> None:
-        for process in self.running.values():
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    procs = Cluster(tmp_path)
-    yield procs
-    procs.kill_all()
-
-
-def wait_until(
-    check: object, what: str | Callable[[], str], seconds: float = START_SECONDS
-) -> object:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            result = check()  # type: ignore[operator]
-            if result:
-                return result
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, (
-            f"timed out waiting for {what if isinstance(what, str) else what()}"
-        )
-        time.sleep(0.25)
-
-
 def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirmed(
-    cluster: Cluster, tmp_path: Path
+    processes: Processes, tmp_path: Path
 ) -> None:
-    owners = []
-    for side in ("alice", "bob"):
-        keygen = subprocess.run(
-            [*CQKD, "keygen", "--out", str(tmp_path / f"{side}.key")],
-            capture_output=True, check=True, text=True,
-        )
-        owners.append(keygen.stdout.strip())
-    subprocess.run([*CQKD, "keygen", "--out", str(tmp_path / "admission.key")],
-                   capture_output=True, check=True)
+    owners = [keygen(tmp_path / f"{side}.key") for side in ("alice", "bob")]
+    keygen(tmp_path / "admission.key")
     (tmp_path / "token").write_text(TOKEN + "\n")
     bootstrap, target = free_port(), free_port()
     dht = {side: free_port() for side in ("alice", "bob")}
@@ -209,9 +142,9 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
         "LOG_LEVEL": "INFO",
         "RPC_TIMEOUT": "3",  # ten processes and a flood on a small machine
     }
-    cluster.start("bootstrap", ["bootstrap"], {**common, "DHT_PORT": str(bootstrap)})
+    processes.start("bootstrap", ["bootstrap"], {**common, "DHT_PORT": str(bootstrap)})
     for side in ("bob", "alice"):
-        cluster.start(side, [side], {
+        processes.start(side, [side], {
             **common,
             "DHT_PORT": str(dht[side]),
             "HTTP_PORT": str(http[side]),
@@ -219,30 +152,26 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
             "API_TOKEN_FILE": str(tmp_path / "token"),
             "BOB_ADDRESS": f"127.0.0.1:{dht['bob']}",
         })
-    worker = cluster.start("worker-0", ["worker"], {**common, "DHT_PORT": str(target)})
+    worker = processes.start("worker-0", ["worker"], {**common, "DHT_PORT": str(target)})
     for j in range(1, WORKERS + SPARE_WORKERS):
-        cluster.start(f"worker-{j}", ["worker"], {**common, "DHT_PORT": "0"})
-    alice_pid = cluster.running["alice"].pid
+        processes.start(f"worker-{j}", ["worker"], {**common, "DHT_PORT": "0"})
+    alice_pid = processes.running["alice"].pid
     auth = {"Authorization": f"Bearer {TOKEN}"}
     alice = httpx.Client(base_url=f"http://127.0.0.1:{http['alice']}", timeout=10)
     worker_health = f"http://127.0.0.1:{target}/health"
 
     def session() -> str:
-        accepted = alice.post("/generate-key", json={"desired_key_length": 256}, headers=auth)
-        assert accepted.status_code == 202, accepted.text
-        return str(accepted.json()["status_url"])
+        return start_session(alice, 256, auth)
 
     def outcome(url: str) -> dict[str, object]:
-        view = wait_until(
-            lambda: (v := alice.get(url, headers=auth).json())["status"] != "running" and v,
-            "a session", SESSION_SECONDS,
-        )
-        return view  # type: ignore[return-value]
+        return finished_session(alice, url, auth, SESSION_SECONDS, interval=0.25)
 
     with alice:
-        wait_until(lambda: alice.get("/ready").status_code == 200, "Alice ready")
+        wait_until(lambda: alice.get("/ready").status_code == 200, "Alice ready",
+                   START_SECONDS, interval=0.25)
         wait_until(lambda: httpx.get(worker_health, timeout=5).status_code == 200,
-                   lambda: f"worker-0 healthy; its log: {cluster.log('worker-0')[-2000:]}")
+                   lambda: f"worker-0 healthy; its log: {processes.log('worker-0')[-2000:]}",
+                   START_SECONDS, interval=0.25)
         # A first session, so that its allocations are not counted as the flood's. Six
         # workers just joined on a loaded machine: it may miss one, so it may be retried.
         warm_ups = [outcome(session()) for _ in range(1)]
@@ -305,5 +234,5 @@ def test_a_30_second_flood_of_four_kinds_leaves_memory_flat_and_sessions_confirm
     for name in peak:
         assert peak[name] - baseline[name] <= MAX_RSS_GROWTH, (name, figures)
     assert all(size <= most for size in tables.values()), (tables, figures)
-    assert worker.poll() is None and cluster.running["alice"].poll() is None
-    assert "Traceback" not in cluster.log("worker-0") + cluster.log("alice")
+    assert worker.poll() is None and processes.running["alice"].poll() is None
+    assert "Traceback" not in processes.log("worker-0") + processes.log("alice")

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 from cqkd import metrics
+from helpers.metrics import DHT_PARAMETER_GAUGES
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "dashboards" / "cqkd-dht.json"
-GAUGES = (
-    "cqkd_dht_alpha",
-    "cqkd_dht_k",
-    "cqkd_dht_query_timeout_seconds",
-    "cqkd_dht_network_size_estimate",
-)
 
 
-@pytest.mark.parametrize("gauge", GAUGES)
+@pytest.mark.parametrize("gauge", DHT_PARAMETER_GAUGES)
 def test_a_dht_panel_plots_each_parameter_gauge(gauge: str) -> None:
     panels = json.loads(DASHBOARD.read_text())["panels"]
     plotting = [
@@ -30,7 +25,7 @@ def test_a_dht_panel_plots_each_parameter_gauge(gauge: str) -> None:
     assert plotting[0]["type"] == "timeseries"
 
 
-@pytest.mark.parametrize("gauge", GAUGES)
+@pytest.mark.parametrize("gauge", DHT_PARAMETER_GAUGES)
 def test_the_nodes_metrics_hold_the_gauge(gauge: str) -> None:
     text = metrics.exposition()[0].decode()
     assert f"# TYPE {gauge} gauge" in text

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from helpers.ports import free_port
+from helpers.processes import CQKD
+from helpers.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -35,34 +36,6 @@ DHT_RULES = [
 pytestmark = pytest.mark.docker
 
 
-def free_port() -> int:
-    """A port free for both UDP (the DHT) and TCP (/metrics)."""
-    while True:
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
-
-
 @pytest.fixture
 def nodes(tmp_path) -> Iterator[dict[str, list[str]]]:
     """A bootstrap node and a worker, as real processes on free ports."""
@@ -76,12 +49,14 @@ def nodes(tmp_path) -> Iterator[dict[str, list[str]]]:
         for args in commands:
             log = (tmp_path / f"{args[0]}.log").open("w")
             processes.append(subprocess.Popen(
-                [str(BIN / "cqkd"), args[0], "--dht-host", "127.0.0.1", *args[1:]],
+                [*CQKD, args[0], "--dht-host", "127.0.0.1", *args[1:]],
                 stdout=log, stderr=subprocess.STDOUT,
             ))
             port = args[2]
-            wait_for(lambda p=port: httpx.get(f"http://127.0.0.1:{p}/health").status_code == 200,
-                     20, f"{args[0]} /health")
+            wait_until(
+                lambda p=port: httpx.get(f"http://127.0.0.1:{p}/health").status_code == 200,
+                f"{args[0]} /health", 20, interval=1,
+            )
         yield {"bootstrap": [f"127.0.0.1:{boot}"], "worker": [f"127.0.0.1:{worker}"]}
     finally:
         for process in processes:
@@ -159,9 +134,10 @@ def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, prometheus):
         expected = {(job, i) for job, instances in nodes.items() for i in instances}
         return set(seen) == expected and all(h == "up" for h in seen.values())
 
-    wait_for(all_up, 60, "every node to be an up target")
+    wait_until(all_up, "every node to be an up target", 60, interval=1)
     for record in DHT_RULES:
-        wait_for(lambda r=record: query(url, r), 60, f"data from the recording rule {record}")
+        wait_until(lambda r=record: query(url, r), f"data from the recording rule {record}", 60,
+                   interval=1)
     assert float(query(url, 'job:cqkd_dht_query_success:ratio{job="worker"}')[0]["value"][1]) == 1
     rules = [r for g in httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
              for r in g["rules"]]

@@ -1,12 +1,14 @@
-"""What the API tests share: a throwaway PKI, Alice's and Bob's APIs on loopback, clients.
+"""Alice's and Bob's APIs on loopback over an in-process network: a throwaway PKI, the
+two sides' servers, clients.
 
 Real parts only: real UDP DHT nodes and workers, the real engine, uvicorn on OS-assigned
-ports, TLS with a throwaway CA, and httpx as the client. (A module of its own, not
-conftest.py, so that test modules can import it unambiguously.)
+ports, TLS with a throwaway CA, and httpx as the client.
 """
 
+from __future__ import annotations
+
+import asyncio
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,14 @@ from cqkd.qkd.keystore import KeyStore
 from cqkd.settings import Settings, load_settings
 from cqkd.sim.pki import LocalPki, create_local_pki
 
+from helpers.network import protocol_network
+from helpers.ports import LOOPBACK
+from helpers.tls import sae_context
+
 TOKEN = "test-token-0123456789abcdef"
 MASTER_SAE, SLAVE_SAE = "sae-master-1", "sae-slave-1"
 KME_IDS = {"alice_kme_id": "kme-alice", "bob_kme_id": "kme-bob"}
 WORKERS = 15
-LOOPBACK = "127.0.0.1"
 
 
 def make_pki(directory: Path) -> LocalPki:
@@ -77,11 +82,9 @@ class Deployment:
         return self.etsi_client(server.port, sae)
 
     def etsi_client(self, port: int, sae: str | None) -> httpx.AsyncClient:
-        context = ssl.create_default_context(cafile=str(self.pki.ca))
-        if sae is not None:
-            pair = self.pki.master_sae if sae == "master" else self.pki.slave_sae
-            context.load_cert_chain(str(pair.cert), str(pair.key))
-        return httpx.AsyncClient(base_url=f"https://{LOOPBACK}:{port}", verify=context, timeout=60)
+        return httpx.AsyncClient(
+            base_url=f"https://{LOOPBACK}:{port}", verify=sae_context(self.pki, sae), timeout=60
+        )
 
 
 def api_settings(pki: LocalPki, side: str, **overrides: Any) -> Settings:
@@ -127,3 +130,50 @@ def _tls(pki: LocalPki, side: str) -> Any:
 
     pair = pki.alice if side == "alice" else pki.bob
     return TlsFiles(cert=pair.cert, key=pair.key, ca=pki.ca)
+
+
+@contextlib.asynccontextmanager
+async def alice_apis(deployment: Deployment, **overrides: Any) -> AsyncIterator[EndpointApis]:
+    """A second pair of Alice's APIs over `deployment`'s Alice, with settings `overrides`."""
+    alice = deployment.parties["alice"]
+    async with serve_apis(
+        deployment.pki, "alice", alice, deployment.stores["alice"], alice.node.node_id.hex(),
+        **overrides,
+    ) as apis:
+        yield apis
+
+
+async def converged(*parties: Any, seconds: float) -> None:
+    """Until every party sees all the workers (as a deployment waits for /ready), or
+    `seconds`: then the readiness test fails and says why, and the others still run."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    # The engine announces no event for this; its status is what /ready reads too.
+    while not all(party.network_status()["converged"] for party in parties):
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def api_network(
+    pki: LocalPki, converge_seconds: float | None = None, **overrides: Any
+) -> AsyncIterator[Deployment]:
+    """WORKERS workers, Alice and Bob, and both sides' APIs (settings `overrides`); with
+    `converge_seconds`, first waits (at most that long) until both sides see every worker."""
+    settings = load_settings(**KME_IDS)
+    async with protocol_network(settings, WORKERS) as (_, protocol):
+        if converge_seconds is not None:
+            await converged(protocol.alice, protocol.bob, seconds=converge_seconds)
+        parties: dict[str, Any] = {"alice": protocol.alice, "bob": protocol.bob}
+        stores = {"alice": protocol.alice_keys, "bob": protocol.bob_keys}
+        async with contextlib.AsyncExitStack() as stack:
+            apis = {
+                side: await stack.enter_async_context(
+                    serve_apis(
+                        pki, side, parties[side], stores[side], parties[side].node.node_id.hex(),
+                        **overrides,
+                    )
+                )
+                for side in ("alice", "bob")
+            }
+            yield Deployment(pki, apis, stores, parties)

@@ -1,11 +1,17 @@
-"""The bounded buffers of issue 11, on a fake clock: DHT storage and fragment reassembly."""
+"""The bounded buffers of issue 11, on a fake clock: DHT storage and fragment reassembly;
+the routing table's per-host limit."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from cqkd.dht.config import DhtConfig
+from cqkd.dht.node import DhtNode
 from cqkd.dht.ratelimit import TokenBuckets
 from cqkd.dht.storage import ENTRY_OVERHEAD, BoundedStorage, value_bytes
 from cqkd.qkd.fragments import FragmentRefused, Reassembler
+from kademlia.node import Node
 
 A, B = ("10.0.0.1", 7000), ("10.0.0.2", 7000)
 
@@ -75,3 +81,34 @@ def test_token_buckets_refill_at_their_rate_and_forget_the_oldest_key() -> None:
     assert all(buckets.allow(A) for _ in range(5))
     buckets.forget(A)  # then other figures: a full bucket of 8
     assert sum(buckets.allow(A, rate=10, burst=8) for _ in range(10)) == 8
+
+
+async def test_nodes_sharing_one_address_are_all_admitted_up_to_the_network_size() -> None:
+    # Every node of `cqkd local` is on 127.0.0.1, as are the workers of a Docker host with
+    # host networking: a fixed per-host limit (it was 256) refused most of a 500-node
+    # network's peers.
+    config = DhtConfig(network_size=500, k=600)  # k: one bucket, no split
+    node = DhtNode(config, host="127.0.0.1", port=0)
+    await node.start()
+    try:
+        for port in range(7000, 7400):
+            node.protocol.welcome_if_new(Node(os.urandom(20), "127.0.0.1", port))
+        assert node.routing_table_size == 400
+    finally:
+        await node.stop()
+    assert DhtConfig(network_size=15).peer_limits == (256, 1024)  # small networks: as before
+    assert DhtConfig(network_size=500, max_peers_per_host=4).peer_limits[0] == 4  # explicit
+
+
+def test_token_buckets_keep_no_state_for_keys_whose_bucket_is_full_again() -> None:
+    # At 10,000 nodes in one process every node kept a bucket for every peer it had met.
+    clock = Clock()
+    buckets = TokenBuckets(rate=10, burst=5, max_keys=10_000, clock=clock)
+    for port in range(1000):
+        assert buckets.allow(("10.0.0.1", port))
+    assert buckets.allow(A)
+    clock.now = 1.0  # every bucket full again: no state needed
+    for port in range(1000, 1100):
+        assert buckets.allow(("10.0.0.1", port))
+    assert len(buckets) <= 200
+    assert [buckets.allow(B) for _ in range(6)] == [True] * 5 + [False]  # still limits

@@ -12,6 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cqkd.dht.bootstrap import Strategy
+from cqkd.dht.params import bootstrap_count
+
+# Routing-table contacts per IP address and per /24 (issue 11), at least. Nodes sharing one
+# address (containers with host networking, or `cqkd local`: every node on 127.0.0.1) are
+# all legitimate peers, so the limits grow to the deployment's size: a network never holds
+# more nodes than its workers, its bootstraps and these few others (Alice, Bob, clients).
+MIN_PEERS_PER_HOST = 256
+MIN_PEERS_PER_SUBNET = 1024
+OTHER_NODES = 8
+
+
+def peers_per_address_limit(network_size: int, least: int) -> int:
+    """A per-host or per-subnet contact limit for a network of `network_size` workers."""
+    return max(least, network_size + bootstrap_count(network_size) + OTHER_NODES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +44,23 @@ class DhtConfig:
     dead_peer_ttl: float = 15.0  # seconds an address that missed an RPC is not asked again
     bootstrap_strategy: Strategy = Strategy.ROUND_ROBIN
     bootstrap_max_connections: int = 50  # joins one bootstrap node takes before others
-    # Routing-table contacts per IP address and per /24 (issue 11). Containers on one host
-    # share its address (host networking), so the host limit must exceed the nodes a host
-    # runs: workers take ports 7000-7999, but a table rarely holds more than a few hundred
-    # contacts in all.
-    max_peers_per_host: int = 256
-    max_peers_per_subnet: int = 1024
+    # Routing-table contacts per IP address and per /24; None: peers_per_address_limit()
+    # of network_size (an operator's explicit figure wins).
+    max_peers_per_host: int | None = None
+    max_peers_per_subnet: int | None = None
 
     def __post_init__(self) -> None:
         # Settings hold the strategy's name; raises ValueError for an unknown one.
         object.__setattr__(self, "bootstrap_strategy", Strategy(self.bootstrap_strategy))
+        for name, least in (
+            ("max_peers_per_host", MIN_PEERS_PER_HOST),
+            ("max_peers_per_subnet", MIN_PEERS_PER_SUBNET),
+        ):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, peers_per_address_limit(self.network_size, least))
+
+    @property
+    def peer_limits(self) -> tuple[int, int]:
+        """(contacts per host, per subnet), as resolved at construction."""
+        assert self.max_peers_per_host is not None and self.max_peers_per_subnet is not None
+        return self.max_peers_per_host, self.max_peers_per_subnet

@@ -16,6 +16,8 @@ from typing import Any
 from kademlia.crawling import NodeSpiderCrawl, ValueSpiderCrawl
 from kademlia.node import Node, NodeHeap
 
+from cqkd.dht.routing import contact_node
+
 
 class IndexedNodeHeap(NodeHeap):  # type: ignore[misc]
     """NodeHeap with a set of every id ever pushed: O(1) membership.
@@ -86,7 +88,7 @@ class FastNodeSpiderCrawl(_IndexedCrawl, NodeSpiderCrawl):  # type: ignore[misc]
             if not answered:
                 unanswered.append(peer_id)
                 continue
-            heap.push([Node(i, ip, port) for i, ip, port in triples if i not in heap.seen])
+            heap.push([contact_node(*t) for t in triples if t[0] not in heap.seen])
         heap.remove(unanswered)
         if heap.have_contacted_all():
             return list(heap)

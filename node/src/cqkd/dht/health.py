@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 FAILURE_LIMIT = 3
 SAMPLE_SIZE = 8
+_RNG = random.Random()  # one for every node of a process: a Random is 2.5 KiB
 
 
 class Depth(IntEnum):
@@ -44,7 +45,7 @@ class HealthChecker:
         self.protocol = protocol
         self.failures: dict[bytes, int] = {}
         self.rounds = 0
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
 
     async def check_peer(self, peer: Node, depth: Depth) -> bool:
         """True if the peer passed every step of a check at `depth`."""

@@ -26,7 +26,8 @@ the results of lookups of random ids. `await get(key)` / `await set(key, value)`
 Kademlia storage, bounded (storage.py); `set` raises ValueError for a value whose msgpack
 form is over MAX_VALUE_BYTES, before anything is stored or sent. A node made with
 `accept_store=False` (`cqkd worker`: the CQKD protocol never stores on workers) drops every
-STORE it receives.
+STORE it receives. Nodes of one process on one host may share one `proven` table of
+addresses (cqkd.dht.proven; cqkd.sim does).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ from cqkd.dht.protocol import (
     AppHandler,
     CqkdProtocol,
 )
+from cqkd.dht.proven import ProvenAddresses
+from cqkd.dht.routing import REPLACEMENT_FACTOR
 from cqkd.dht.storage import BoundedStorage, value_bytes
 from cqkd.logs import event
 from cqkd.metrics import (
@@ -106,6 +109,7 @@ class _Server(Server):  # type: ignore[misc]
         config: DhtConfig,
         app_handlers: dict[str, AppHandler],
         accept_store: bool = True,
+        proven: ProvenAddresses | None = None,
     ) -> None:
         super().__init__(ksize=params.k, alpha=params.alpha, node_id=node_id)
         # Set here: kademlia's `storage or ForgetfulStorage()` takes an empty one for none.
@@ -113,8 +117,10 @@ class _Server(Server):  # type: ignore[misc]
         self._config = config
         self._app_handlers = app_handlers
         self._accept_store = accept_store
+        self._proven = proven
 
     def _create_protocol(self) -> CqkdProtocol:
+        per_host, per_subnet = self._config.peer_limits
         return CqkdProtocol(
             self.node,
             self.storage,
@@ -123,8 +129,9 @@ class _Server(Server):  # type: ignore[misc]
             dead_peer_ttl=self._config.dead_peer_ttl,
             app_handlers=self._app_handlers,
             accept_store=self._accept_store,
-            max_peers_per_host=self._config.max_peers_per_host,
-            max_peers_per_subnet=self._config.max_peers_per_subnet,
+            max_peers_per_host=per_host,
+            max_peers_per_subnet=per_subnet,
+            proven=self._proven,
         )
 
     async def listen(self, port: int, interface: str = "0.0.0.0") -> None:
@@ -196,6 +203,7 @@ class DhtNode:
         selector: BootstrapSelector | None = None,
         maintenance: bool = True,
         accept_store: bool = True,
+        proven: ProvenAddresses | None = None,
     ) -> None:
         self.config = config
         self.role = role
@@ -207,7 +215,9 @@ class DhtNode:
         node_id = config.node_id or os.urandom(20)
         self.params = self._resolve(config.network_size)
         _publish_params(self.params, config.network_size)
-        self._server = _Server(node_id, self.params, config, self._app_handlers, accept_store)
+        self._server = _Server(
+            node_id, self.params, config, self._app_handlers, accept_store, proven
+        )
         self._bootstrap: list[tuple[str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = 0.0
@@ -495,7 +505,7 @@ class DhtNode:
         server.protocol.router.ksize = params.k
         for bucket in server.protocol.router.buckets:
             bucket.ksize = params.k
-            bucket.max_replacement_nodes = params.k * 5
+            bucket.max_replacement_nodes = params.k * REPLACEMENT_FACTOR
         event(
             log,
             "params_changed",

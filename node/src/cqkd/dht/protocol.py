@@ -32,7 +32,6 @@ import asyncio
 import logging
 import os
 import socket
-import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -43,8 +42,9 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 
+from cqkd.dht.proven import PROVEN_ADDRESSES, ProvenAddresses
 from cqkd.dht.ratelimit import TokenBuckets
-from cqkd.dht.routing import FastRoutingTable, subnet
+from cqkd.dht.routing import FastRoutingTable, contact_node, shared_address, subnet
 from cqkd.dht.storage import BoundedStorage
 from cqkd.logs import LimitedEvents
 from cqkd.metrics import DHT_CONTACTS_REFUSED, DHT_REJECTED_DATAGRAMS, DHT_STORE_REFUSED
@@ -67,7 +67,6 @@ MAX_VALUE_BYTES = MAX_RPC_BYTES - 64
 # RFC 9000 (QUIC) section 8.1: at most three times the bytes received to an address that
 # has not been validated, so a forged source address cannot turn us into an amplifier.
 AMPLIFICATION_FACTOR = 3
-PROVEN_ADDRESSES = 4096  # addresses remembered as proven, least recently used dropped
 MAX_VERIFICATIONS = 256  # address-proving pings in flight at once
 VERIFY_RETRY_SECONDS = 30.0
 # Datagrams per second (and burst) parsed from one address that has not proven itself, from
@@ -131,22 +130,6 @@ def _reject(reason: str) -> None:
     DHT_REJECTED_DATAGRAMS.labels(reason=reason).inc()
 
 
-# Every datagram comes with a new (host, port) tuple and host string, and a node keeps the
-# address of each peer in several tables (rate limits, proven addresses, routing index,
-# contacts): one shared copy per address saved a fifth of the DHT's memory at 300 nodes.
-_ADDRESSES: dict[Any, Any] = {}
-_MAX_SHARED_ADDRESSES = 1 << 16
-
-
-def _shared(addr: Any) -> Any:
-    known = _ADDRESSES.get(addr)
-    if known is None:
-        if len(_ADDRESSES) >= _MAX_SHARED_ADDRESSES:  # forged sources: start over
-            _ADDRESSES.clear()
-        known = _ADDRESSES[addr] = (sys.intern(addr[0]), *addr[1:])
-    return known
-
-
 class CqkdProtocol(KademliaProtocol):
     def __init__(
         self,
@@ -159,12 +142,13 @@ class CqkdProtocol(KademliaProtocol):
         max_peers_per_host: int,
         max_peers_per_subnet: int,
         accept_store: bool = True,
+        proven: ProvenAddresses | None = None,
     ) -> None:
         super().__init__(source_node, storage, ksize)
         self.accept_store = accept_store
         self.max_peers_per_host = max_peers_per_host
         self.max_peers_per_subnet = max_peers_per_subnet
-        self._proven: OrderedDict[Address, None] = OrderedDict()
+        self._proven = proven if proven is not None else ProvenAddresses()
         self._verify_tried: OrderedDict[Address, float] = OrderedDict()
         self._verifying: dict[Address, list[Callable[[bytes | None], None]]] = {}
         self._log = LimitedEvents(log)
@@ -204,7 +188,7 @@ class CqkdProtocol(KademliaProtocol):
         # during a join storm) then answers late and its peers time out. Drain a batch.
         # Stop before reading a datagram this call will not handle: that one would be lost.
         for left in range(DRAIN_BATCH - 1, -1, -1):
-            addr = _shared(addr)
+            addr = shared_address(addr)
             try:
                 reason = self._handle_datagram(data, addr)
             except Exception as exc:
@@ -265,20 +249,25 @@ class CqkdProtocol(KademliaProtocol):
             return None
         self._dead.pop(addr, None)
         proven = addr in self._proven
-        if not proven:
-            self._verify(addr)
         if name == "app":
             if args[1] not in self.app_handlers:
                 return "unknown_app_rpc"
             if len(args[2]) > MAX_PAYLOAD_BYTES:
                 return "bad_args"
             self.spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
-            return None
-        response = self._handlers[name](addr, *args)
-        if name in ("find_node", "find_value"):
-            limit = MAX_RPC_BYTES if proven else AMPLIFICATION_FACTOR * len(data) - HEADER_BYTES
-            response = _fit(response, min(limit, MAX_RPC_BYTES))
-        self._send(RESPONSE, msg_id, response, addr)
+        else:
+            response = self._handlers[name](addr, *args)
+            body = msgpack.packb(response)  # once: packing was a tenth of a find_node
+            if name in ("find_node", "find_value"):
+                limit = MAX_RPC_BYTES if proven else AMPLIFICATION_FACTOR * len(data) - HEADER_BYTES
+                limit = min(limit, MAX_RPC_BYTES)
+                if len(body) > limit:
+                    body = msgpack.packb(_fit(response, limit))
+            self._send_packed(RESPONSE, msg_id, body, addr)
+        if not proven:
+            # After the answer: the peer then has proven us (our answer came first) and does
+            # not ping us back to prove us in turn.
+            self._verify(addr)
         return None
 
     # --- proving addresses ---
@@ -288,13 +277,9 @@ class CqkdProtocol(KademliaProtocol):
         return address in self._proven
 
     def _prove(self, address: Address) -> None:
-        if address not in self._proven:
+        if self._proven.add(address):
             self._limits.forget(address)  # from now on the proven rate and burst apply
             self._verify_tried.pop(address, None)
-        self._proven[address] = None
-        self._proven.move_to_end(address)
-        if len(self._proven) > PROVEN_ADDRESSES:
-            self._proven.popitem(last=False)
 
     def _verify(self, address: Address, then: Callable[[bytes | None], None] | None = None) -> None:
         """Ping `address`; its answer proves it (and `then` gets the id it answers with, or
@@ -342,7 +327,10 @@ class CqkdProtocol(KademliaProtocol):
         return None
 
     def _send(self, kind: int, msg_id: bytes, body: Any, addr: Address) -> None:
-        datagram = bytes((kind,)) + msg_id + msgpack.packb(body)
+        self._send_packed(kind, msg_id, msgpack.packb(body), addr)
+
+    def _send_packed(self, kind: int, msg_id: bytes, body: bytes, addr: Address) -> None:
+        datagram = bytes((kind,)) + msg_id + body
         if len(datagram) > MAX_DATAGRAM_BYTES:
             # The receiver would drop it, and then take us for dead: send nothing instead.
             _reject("answer_too_large")
@@ -571,7 +559,7 @@ class CqkdProtocol(KademliaProtocol):
     def rpc_find_node(
         self, sender: Address, nodeid: bytes, key: bytes
     ) -> list[tuple[bytes, str, int]]:
-        source = Node(nodeid, sender[0], sender[1])
+        source = contact_node(nodeid, sender[0], sender[1])
         self.welcome_if_new(source)
         neighbors = self.router.find_neighbors(Node(key), exclude=source)
         return [(n.id, n.ip, n.port) for n in neighbors]

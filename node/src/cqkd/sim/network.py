@@ -24,6 +24,7 @@ from cqkd.dht.bootstrap import BootstrapSelector
 from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
 from cqkd.dht.params import bootstrap_count
+from cqkd.dht.proven import PROVEN_ADDRESSES, ProvenAddresses
 from cqkd.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -58,6 +59,8 @@ class LocalNetwork:
         self.discovery_seconds = 0.0
         self.startup_seconds = 0.0
         self._selector: BootstrapSelector | None = None
+        # Every node here is on one host: an address proven to one is proven to all.
+        self.proven = ProvenAddresses(max(PROVEN_ADDRESSES, 2 * (workers + self.bootstrap_count)))
 
     @property
     def nodes(self) -> list[DhtNode]:
@@ -76,6 +79,7 @@ class LocalNetwork:
             port=0,
             selector=self._selector,
             maintenance=self.maintenance,
+            proven=self.proven,
         )
 
     async def __aenter__(self) -> LocalNetwork:

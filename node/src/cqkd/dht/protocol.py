@@ -213,6 +213,20 @@ class CqkdProtocol(KademliaProtocol):
 
     def _handle_datagram(self, data: bytes, addr: Address) -> str | None:
         """Validate and dispatch one datagram; return a rejection reason or None."""
+        refused = self._refuse_unparsed(data, addr)
+        if refused is not None:
+            return refused
+        msg_id = data[1:HEADER_BYTES]
+        try:
+            body = msgpack.unpackb(data[HEADER_BYTES:], raw=False, strict_map_key=True)
+        except Exception:
+            return "bad_msgpack"
+        if data[0] == RESPONSE:
+            return self._accept_response_checked(msg_id, body, addr)
+        return self._handle_request(msg_id, body, addr, len(data))
+
+    def _refuse_unparsed(self, data: bytes, addr: Address) -> str | None:
+        """Why `data` is dropped before any parsing (size, rate limits, kind), or None."""
         if len(data) <= HEADER_BYTES:
             return "too_short"
         if len(data) > MAX_DATAGRAM_BYTES:
@@ -222,16 +236,13 @@ class CqkdProtocol(KademliaProtocol):
                 return "rate_limited"
         elif not (self._limits.allow(addr) and self._all_unproven.allow(None)):
             return "rate_limited"
-        kind = data[0]
-        if kind not in (REQUEST, RESPONSE):
+        if data[0] not in (REQUEST, RESPONSE):
             return "bad_kind"
-        msg_id = data[1:HEADER_BYTES]
-        try:
-            body = msgpack.unpackb(data[HEADER_BYTES:], raw=False, strict_map_key=True)
-        except Exception:
-            return "bad_msgpack"
-        if kind == RESPONSE:
-            return self._accept_response_checked(msg_id, body, addr)
+        return None
+
+    def _handle_request(self, msg_id: bytes, body: Any, addr: Address, size: int) -> str | None:
+        """Check one request's frame and arguments, then answer it (`size`: the datagram's
+        bytes, which bound the answer to an unproven address)."""
         if not (isinstance(body, list) and len(body) == 2 and isinstance(body[1], list)):
             return "bad_frame"
         name, args = body
@@ -256,19 +267,26 @@ class CqkdProtocol(KademliaProtocol):
                 return "bad_args"
             self.spawn(self._answer_app(msg_id, addr, args[0], args[1], args[2]))
         else:
-            response = self._handlers[name](addr, *args)
-            body = msgpack.packb(response)  # once: packing was a tenth of a find_node
-            if name in ("find_node", "find_value"):
-                limit = MAX_RPC_BYTES if proven else AMPLIFICATION_FACTOR * len(data) - HEADER_BYTES
-                limit = min(limit, MAX_RPC_BYTES)
-                if len(body) > limit:
-                    body = msgpack.packb(_fit(response, limit))
-            self._send_packed(RESPONSE, msg_id, body, addr)
+            self._answer(msg_id, addr, name, args, proven, size)
         if not proven:
             # After the answer: the peer then has proven us (our answer came first) and does
             # not ping us back to prove us in turn.
             self._verify(addr)
         return None
+
+    def _answer(
+        self, msg_id: bytes, addr: Address, name: str, args: list[Any], proven: bool, size: int
+    ) -> None:
+        """Answer a Kademlia RPC; lookups' answers to an unproven address are cut to
+        AMPLIFICATION_FACTOR times the request's `size` (RFC 9000 section 8.1's rule)."""
+        response = self._handlers[name](addr, *args)
+        body = msgpack.packb(response)  # once: packing was a tenth of a find_node
+        if name in ("find_node", "find_value"):
+            limit = MAX_RPC_BYTES if proven else AMPLIFICATION_FACTOR * size - HEADER_BYTES
+            limit = min(limit, MAX_RPC_BYTES)
+            if len(body) > limit:
+                body = msgpack.packb(_fit(response, limit))
+        self._send_packed(RESPONSE, msg_id, body, addr)
 
     # --- proving addresses ---
 

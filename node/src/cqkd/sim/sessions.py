@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,15 +121,19 @@ async def run_sessions(
         await begun.wait()
         await net.kill_workers(kill_fraction)
     views: list[SessionView] = await runs
-    elapsed = time.monotonic() - began
+    return _session_report(protocol, views, key_bits, concurrency, time.monotonic() - began)
+
+
+def _session_report(
+    protocol: Protocol, views: list[SessionView], key_bits: int, concurrency: int,
+    elapsed: float,
+) -> dict[str, Any]:
+    """`cqkd local --key-bits`'s figures over finished `views` (`elapsed`: seconds)."""
     confirmed = [v for v in views if v.outcome == CONFIRMED and protocol.keys_equal(v)]
     durations = [v.duration_seconds or 0.0 for v in views]
     qbers = [v.qber for v in views if v.qber is not None]
     efficiencies = [v.reconciliation_efficiency for v in views
                     if v.reconciliation_efficiency is not None]
-    outcomes: dict[str, int] = {}
-    for view in views:
-        outcomes[str(view.outcome)] = outcomes.get(str(view.outcome), 0) + 1
     rogue = {}
     if protocol.rogue is not None:
         pids = {view.process_id for view in views}
@@ -138,7 +143,7 @@ async def run_sessions(
     return {
         **rogue,
         "key_bits": key_bits,
-        "sessions": sessions,
+        "sessions": len(views),
         "concurrency": concurrency,
         "sessions_confirmed": len(confirmed),
         "session_p50_seconds": round(_percentile(durations, 0.50), 4),
@@ -149,5 +154,5 @@ async def run_sessions(
         "leaked_bits_total": sum(v.leaked_bits or 0 for v in views),
         "raw_positions_total": sum(v.raw_bits for v in views),
         "final_key_bits_per_second": round(key_bits * len(confirmed) / elapsed, 1),
-        "outcomes": outcomes,
+        "outcomes": dict(Counter(str(v.outcome) for v in views)),
     }

@@ -13,7 +13,7 @@ from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError
 from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
 from cqkd.local import LocalNetwork
-from cqkd.metrics import DHT_REJECTED_DATAGRAMS
+from cqkd.metrics import DHT_JOIN_DURATION, DHT_JOINED_TIMESTAMP, DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
 from kademlia.node import Node
 from kademlia.utils import digest
@@ -48,6 +48,15 @@ async def test_join_fills_every_routing_table() -> None:
         for node in net.nodes:
             assert len(node.live_peers()) >= min(node.params.k, 22)
         assert net.discovery_seconds > 0
+
+
+async def test_join_exports_its_own_duration_and_time() -> None:
+    """The deployment's discovery figures are each node's own join time (gauges)."""
+    began = time.time()
+    async with LocalNetwork(fast_settings(), workers=8):
+        joined_at = DHT_JOINED_TIMESTAMP._value.get()
+        assert began <= joined_at <= time.time()
+        assert 0 < DHT_JOIN_DURATION._value.get() <= time.time() - began
 
 
 async def test_store_on_one_node_get_from_every_other() -> None:

@@ -67,6 +67,8 @@ from cqkd.logs import event
 from cqkd.metrics import (
     DHT_ALPHA,
     DHT_DISCOVERY_DURATION,
+    DHT_JOIN_DURATION,
+    DHT_JOINED_TIMESTAMP,
     DHT_K,
     DHT_LOOKUP_DURATION,
     DHT_NETWORK_SIZE_ESTIMATE,
@@ -309,6 +311,8 @@ class DhtNode:
         self._apply_params()
         elapsed = time.monotonic() - began
         DHT_DISCOVERY_DURATION.observe(elapsed)
+        DHT_JOIN_DURATION.set(elapsed)
+        DHT_JOINED_TIMESTAMP.set(time.time())
         event(
             log,
             "joined",

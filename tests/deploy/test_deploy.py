@@ -151,7 +151,7 @@ def test_containers_run_confined_and_non_root(deployment: Deployment) -> None:
         assert container["State"]["Health"]["Status"] == "healthy", name
         if role == "worker":
             assert host["Memory"] == 128 * MIB, name
-            assert host["MemoryReservation"] == 64 * MIB, name
+            assert host["MemoryReservation"] == 32 * MIB, name
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The container scaling study's measurements; ansible/scaling.yml deploys and calls this.
 
     python -m bench.scaling.containers step --workers N --fresh S --rerun S --out DIR
+    python -m bench.scaling.containers failed --workers N --fresh S --reason TEXT --out DIR
     python -m bench.scaling.containers finish --out DIR --started ISO --command CMD
 
 `step` measures the deployment that runs now (deployed by deploy.yml at N workers): it
@@ -265,6 +266,24 @@ def step(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def failed(args: argparse.Namespace) -> None:
+    """A step whose deploy failed: its figures are null but the time it took, the reason
+    is its note; the study goes on."""
+    notes = [
+        args.reason,
+        "load average 1/5/15 min when it failed: "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    ]
+    result = {"workers": args.workers, "nodes": None,
+              "figures": {"deploy_fresh_seconds": args.fresh if "fresh deploy" not in
+                          args.reason else None,
+                          "load_average_1m": os.getloadavg()[0]},
+              "notes": notes}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"step-{args.workers}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
 def versions() -> dict[str, str]:
     def package(name: str) -> str:
         try:
@@ -330,12 +349,17 @@ def main() -> None:
     measure.add_argument("--token-file", default="~/.cqkd/secrets/api-token")
     measure.add_argument("--scrape-wait", type=float, default=12.0)
     measure.add_argument("--out", type=Path, required=True)
+    broken = commands.add_parser("failed", help="record a step whose deploy failed")
+    broken.add_argument("--workers", type=int, required=True)
+    broken.add_argument("--fresh", type=seconds, required=True, help="fresh deploy, H:MM:SS.f")
+    broken.add_argument("--reason", required=True)
+    broken.add_argument("--out", type=Path, required=True)
     done = commands.add_parser("finish", help="write results.json and the report")
     done.add_argument("--out", type=Path, required=True)
     done.add_argument("--started", required=True)
     done.add_argument("--command", required=True)
     args = parser.parse_args()
-    {"step": step, "finish": finish}[args.command_name](args)
+    {"step": step, "failed": failed, "finish": finish}[args.command_name](args)
 
 
 if __name__ == "__main__":

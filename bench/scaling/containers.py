@@ -48,10 +48,11 @@ QUERIES = {
     "discovery_bootstrap_p99_seconds":
         'quantile(0.99, cqkd_dht_join_duration_seconds{job="bootstrap"})',
     # Alice's own time of seeing every worker, after the last worker's own time of being up.
-    "alice_convergence_seconds": 'max(cqkd_network_converged_timestamp_seconds{job="alice"})'
+    # (0 until Alice has seen every worker: no sample then.)
+    "alice_convergence_seconds": 'max(cqkd_network_converged_timestamp_seconds{job="alice"} > 0)'
         ' - max(cqkd_dht_joined_timestamp_seconds{job="worker"})',
     # From the first node process's start to Alice seeing every worker.
-    "startup_seconds": 'max(cqkd_network_converged_timestamp_seconds{job="alice"})'
+    "startup_seconds": 'max(cqkd_network_converged_timestamp_seconds{job="alice"} > 0)'
         ' - min(process_start_time_seconds{job=~"bootstrap|worker"})',
     "worker_rss_mib_mean": 'avg(process_resident_memory_bytes{job="worker"}) / 1048576',
     "worker_rss_mib_max": 'max(process_resident_memory_bytes{job="worker"}) / 1048576',
@@ -274,11 +275,20 @@ def failed(args: argparse.Namespace) -> None:
         "load average 1/5/15 min when it failed: "
         + " ".join(f"{x:.1f}" for x in os.getloadavg()),
     ]
-    result = {"workers": args.workers, "nodes": None,
-              "figures": {"deploy_fresh_seconds": args.fresh if "fresh deploy" not in
-                          args.reason else None,
-                          "load_average_1m": os.getloadavg()[0]},
-              "notes": notes}
+    # What Prometheus already holds when the deploy failed late (in its verification).
+    figures: dict[str, Any] = {}
+    for name, query in QUERIES.items():
+        try:
+            figures[name] = prometheus(args.prometheus, query)
+        except OSError:
+            figures[name] = None
+    workers = containers("worker")
+    figures["worker_container_mib_mean"] = container_stats(
+        [c["Name"].lstrip("/") for c in workers])[0]
+    figures["deploy_fresh_seconds"] = None if "fresh deploy" in args.reason else args.fresh
+    figures["load_average_1m"] = os.getloadavg()[0]
+    notes.append(f"{len(workers)} worker containers ran; no load was run")
+    result = {"workers": args.workers, "nodes": None, "figures": figures, "notes": notes}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"step-{args.workers}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
@@ -353,6 +363,7 @@ def main() -> None:
     broken.add_argument("--workers", type=int, required=True)
     broken.add_argument("--fresh", type=seconds, required=True, help="fresh deploy, H:MM:SS.f")
     broken.add_argument("--reason", required=True)
+    broken.add_argument("--prometheus", default="http://127.0.0.1:9090")
     broken.add_argument("--out", type=Path, required=True)
     done = commands.add_parser("finish", help="write results.json and the report")
     done.add_argument("--out", type=Path, required=True)

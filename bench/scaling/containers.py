@@ -288,7 +288,9 @@ def failed(args: argparse.Namespace) -> None:
     figures["deploy_fresh_seconds"] = None if "fresh deploy" in args.reason else args.fresh
     figures["load_average_1m"] = os.getloadavg()[0]
     notes.append(f"{len(workers)} worker containers ran; no load was run")
-    result = {"workers": args.workers, "nodes": None, "figures": figures, "notes": notes}
+    nodes = len(workers) + len(containers("bootstrap")) + len(containers("alice")) + len(
+        containers("bob"))
+    result = {"workers": args.workers, "nodes": nodes or None, "figures": figures, "notes": notes}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"step-{args.workers}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))

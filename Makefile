@@ -9,7 +9,7 @@ BIN := $(abspath $(VENV))/bin
 # Ansible, Molecule and the tests find the venv's tools (and `cqkd`) first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup deploy teardown lint test bench dashboards scaling-local
+.PHONY: setup deploy teardown lint test bench dashboards scaling scaling-local
 
 setup:
 	scripts/install-host-packages.sh
@@ -41,6 +41,12 @@ test: setup lint
 # from what grafana/dashboards.py makes.
 dashboards:
 	python grafana/dashboards.py
+
+# The scaling study (15 to 500 workers): reports/scaling/<UTC time>/ (report.md, results.json,
+# plots). STEPS=15,30 for a quick run.
+STEPS ?= 15,50,100,200,500
+scaling: setup
+	ansible-playbook ansible/scaling.yml -e scaling_steps=$(STEPS)
 
 bench: setup
 	for script in bench/[!_]*.py; do echo "== $$script"; python "$$script"; done

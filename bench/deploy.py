@@ -6,8 +6,9 @@ For each scale, with the real Docker engine and the local inventory:
   deploy    `ansible-playbook deploy.yml -e scale=S -e clean=true` from a built image: the
             previous deployment is removed first, so every container starts fresh
   rerun     the same command without clean (idempotent: changed=0 expected)
-  converged seconds between the last worker container starting and Alice reporting the
-            network converged, as printed by the verification
+  converged seconds between the last worker being up and Alice seeing every worker, and
+            the workers' join time p50/p99, as the nodes measured them (the verify play's
+            discovery line)
   memory    `docker stats` of every worker container, 20 s after the rerun (MiB)
 Prints one JSON object and writes it to bench/results/deploy.json. The last deployment is
 torn down unless --keep. Nothing is asserted.
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 SETTLE_SECONDS = 20
 _RECAP = re.compile(r"^\S+\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-_CONVERGED = re.compile(r"Alice saw every worker ([0-9.]+) s after the last worker started")
+_CONVERGED = re.compile(r"Alice saw every worker (-?[0-9.]+) s after the last worker was up")
+_JOINED = re.compile(r"workers joined in p50 ([0-9.]+) s, p99 ([0-9.]+) s")
 _KEY = re.compile(r"key: 256-bit key confirmed in ([0-9.]+) s")
 
 
@@ -45,11 +47,14 @@ def playbook(*args: str) -> dict:
         sys.exit(f"{' '.join(args)} failed after {seconds} s:\n{done.stdout[-4000:]}")
     recap = [tuple(map(int, row)) for row in _RECAP.findall(done.stdout)]
     converged = _CONVERGED.search(done.stdout)
+    joined = _JOINED.search(done.stdout)
     key = _KEY.search(done.stdout)
     return {
         "seconds": seconds,
         "changed": sum(row[0] for row in recap),
         "converged_after_last_worker_s": float(converged.group(1)) if converged else None,
+        "worker_join_p50_s": float(joined.group(1)) if joined else None,
+        "worker_join_p99_s": float(joined.group(2)) if joined else None,
         "key_256_seconds": float(key.group(1)) if key else None,
     }
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,8 @@ async def test_status_endpoints_answer_without_token(deployment: Deployment, sid
         network = await client.get("/network-status")
         assert network.status_code == 200
         assert network.json()["converged"] is True
+        # Her own time of seeing every worker: the verify play's and the study's convergence.
+        assert 0 < network.json()["converged_at"] <= time.time()
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "cqkd_build_info" in metrics.text

@@ -6,6 +6,7 @@ is touched, a smaller redeploy removes the surplus workers, and teardown leaves 
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import subprocess
 from pathlib import Path
@@ -40,7 +41,16 @@ def test_small_scale_converges(deployment: Deployment) -> None:
 def test_verification_passes_and_reports(deployment: Deployment) -> None:
     output = deployment.first_run.output
     assert "256-bit key confirmed" in output, deployment.first_run.explain()
-    assert "discovery: Alice saw every worker" in output
+    # The nodes' own discovery times, and Alice's, not the playbook's pace.
+    line = re.search(
+        r"workers joined in p50 ([0-9.]+) s, p99 ([0-9.]+) s \((\d+) nodes\), bootstrap nodes "
+        r"p50 [0-9.]+ s, p99 [0-9.]+ s \((\d+) nodes\); "
+        r"Alice saw every worker (-?[0-9.]+) s after the last worker was up",
+        output,
+    )
+    assert line, output[-3000:]
+    assert (int(line.group(3)), int(line.group(4))) == (WORKERS, BOOTSTRAPS)
+    assert 0 < float(line.group(1)) <= float(line.group(2))
     # /health at the DHT port numbers: reachable from any host, unlike the control API.
     assert "curl http://127.0.0.1:6000/health" in output
     assert "curl http://127.0.0.1:6001/health" in output
@@ -132,7 +142,7 @@ def test_containers_run_confined_and_non_root(deployment: Deployment) -> None:
         assert container["State"]["Health"]["Status"] == "healthy", name
         if role == "worker":
             assert host["Memory"] == 128 * MIB, name
-            assert host["MemoryReservation"] == 64 * MIB, name
+            assert host["MemoryReservation"] == 32 * MIB, name
 
 
 @pytest.mark.parametrize(

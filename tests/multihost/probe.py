@@ -17,27 +17,12 @@ import sys
 import time
 
 from cqkd.dht.config import DhtConfig
-from cqkd.dht.crawling import FastValueSpiderCrawl
 from cqkd.dht.node import DhtNode
 from cqkd.settings import load_settings
-from kademlia.node import Node
-from kademlia.utils import digest
 
 
 def key(name: str, round_number: int) -> str:
     return f"cqkd-probe/{name}/{round_number}"
-
-
-async def lookup(node: DhtNode, name: str) -> object:
-    target = Node(digest(name))
-    nearest = node.protocol.router.find_neighbors(target)
-    if not nearest:
-        return None
-    spider = FastValueSpiderCrawl(node.protocol, target, nearest, node.params.k, node.params.alpha)
-    try:
-        return await asyncio.wait_for(spider.find(), node.params.query_timeout)
-    except TimeoutError:
-        return None
 
 
 async def probe(name: str, port: int, period: float, bootstrap: str, peers: list[str]) -> None:
@@ -49,7 +34,7 @@ async def probe(name: str, port: int, period: float, bootstrap: str, peers: list
         round_number = int(time.time() // period)
         began = time.time()
         await node.set(key(name, round_number), round_number)
-        found = await asyncio.gather(*(lookup(node, key(p, round_number - 1)) for p in peers))
+        found = await asyncio.gather(*(node.lookup(key(p, round_number - 1)) for p in peers))
         for value in found:
             print(json.dumps({"t": round(began, 3), "ok": value == round_number - 1}), flush=True)
         await asyncio.sleep(max(0.0, (round_number + 1) * period - time.time()))

@@ -13,7 +13,7 @@ from cqkd.dht.config import DhtConfig
 from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError
 from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
-from cqkd.metrics import DHT_REJECTED_DATAGRAMS
+from cqkd.metrics import DHT_JOIN_DURATION, DHT_JOINED_TIMESTAMP, DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
 from cqkd.sim.network import LocalNetwork
 from helpers.waits import until
@@ -56,6 +56,15 @@ async def test_join_fills_every_routing_table() -> None:
         assert net.discovery_seconds > 0
 
 
+async def test_join_exports_its_own_duration_and_time() -> None:
+    """The deployment's discovery figures are each node's own join time (gauges)."""
+    began = time.time()
+    async with LocalNetwork(fast_settings(), workers=8):
+        joined_at = DHT_JOINED_TIMESTAMP._value.get()
+        assert began <= joined_at <= time.time()
+        assert 0 < DHT_JOIN_DURATION._value.get() <= time.time() - began
+
+
 async def test_store_on_one_node_get_from_every_other() -> None:
     async with LocalNetwork(fast_settings(), workers=15) as net:
         writer = net.workers[0]
@@ -63,6 +72,18 @@ async def test_store_on_one_node_get_from_every_other() -> None:
         for node in net.nodes:
             assert await node.get("greeting") == "hello"
         assert await net.workers[3].get("never-stored") is None
+
+
+async def test_lookup_asks_the_network_even_with_a_copy_at_hand() -> None:
+    # A query-success figure must count what peers answer: `get` may serve this node's own
+    # copy, `lookup` never does.
+    async with LocalNetwork(fast_settings(), workers=10) as net:
+        node = net.workers[0]
+        node._server.storage[digest("only-here")] = "local"
+        assert await node.get("only-here") == "local"
+        assert await node.lookup("only-here") is None
+        assert await net.workers[1].set("everywhere", "shared")
+        assert await node.lookup("everywhere") == "shared"
 
 
 async def test_a_newcomer_nearest_to_a_key_is_handed_its_value() -> None:

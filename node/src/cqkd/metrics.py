@@ -60,6 +60,15 @@ DHT_DISCOVERY_DURATION = Histogram(
     "Time from a node's join until it knows enough peers (or a discover() call).",
     buckets=_DISCOVERY_BUCKETS,
 )
+# One value per node, so that a deployment's p50/p99 over nodes are Prometheus quantiles
+# over instances (the histogram above mixes a node's join with its later discover() calls).
+DHT_JOIN_DURATION = Gauge(
+    "cqkd_dht_join_duration_seconds",
+    "Time this node took to join: from its first bootstrap attempt to a filled routing table.",
+)
+DHT_JOINED_TIMESTAMP = Gauge(
+    "cqkd_dht_joined_timestamp_seconds", "Unix time at which this node finished joining (up)."
+)
 ROUTING_TABLE_PEERS = Gauge("cqkd_routing_table_peers", "Peers in the routing table.")
 # The live adaptive parameters (node/src/cqkd/dht/params.py's table, or pinned settings).
 DHT_ALPHA = Gauge("cqkd_dht_alpha", "Kademlia lookup parallelism in use.")
@@ -86,6 +95,10 @@ DHT_CONTACTS_REFUSED = Counter(
 )
 
 # --- CQKD protocol ---
+NETWORK_CONVERGED_TIMESTAMP = Gauge(
+    "cqkd_network_converged_timestamp_seconds",
+    "Unix time at which Alice (or Bob) last began to see every expected worker (0: not now).",
+)
 SESSION_DURATION = Histogram(
     "cqkd_session_duration_seconds", "Duration of key sessions.", ["party"],
     buckets=_SESSION_BUCKETS,

@@ -73,6 +73,8 @@ from cqkd.logs import event
 from cqkd.metrics import (
     DHT_ALPHA,
     DHT_DISCOVERY_DURATION,
+    DHT_JOIN_DURATION,
+    DHT_JOINED_TIMESTAMP,
     DHT_K,
     DHT_LOOKUP_DURATION,
     DHT_NETWORK_SIZE_ESTIMATE,
@@ -158,9 +160,9 @@ class _Server(Server):  # type: ignore[misc]
 
     # get and set_digest as in kademlia, with the indexed crawlers (and no value logging).
 
-    async def get(self, key: str | bytes) -> Any:
+    async def get(self, key: str | bytes, local: bool = True) -> Any:
         dkey = digest(key)
-        if self.storage.get(dkey) is not None:
+        if local and self.storage.get(dkey) is not None:
             return self.storage.get(dkey)
         node = Node(dkey)
         nearest = self.protocol.router.find_neighbors(node)
@@ -321,6 +323,8 @@ class DhtNode:
         self._apply_params()
         elapsed = time.monotonic() - began
         DHT_DISCOVERY_DURATION.observe(elapsed)
+        DHT_JOIN_DURATION.set(elapsed)
+        DHT_JOINED_TIMESTAMP.set(time.time())
         event(
             log,
             "joined",
@@ -416,7 +420,15 @@ class DhtNode:
     # --- storage ---
 
     async def get(self, key: str | bytes) -> Any:
+        """The value stored under `key`: this node's own copy if it holds one, else what
+        a lookup finds; None when none is found within the query timeout."""
         return await self._timed("get", self._server.get(key))
+
+    async def lookup(self, key: str | bytes) -> Any:
+        """`get` that always asks the network, even when this node holds a copy: what a
+        query-success measurement counts (with k at least the network size, every node
+        holds one). None when no peer answers with it within the query timeout."""
+        return await self._timed("get", self._server.get(key, local=False))
 
     async def set(self, key: str | bytes, value: Any) -> bool:
         return bool(await self._timed("set", self._server.set(key, value)))

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from cqkd.logs import event
+from cqkd.metrics import NETWORK_CONVERGED_TIMESTAMP
 from cqkd.qkd.channel import Address, Channel, PeerInfo
 from cqkd.qkd.crypto import is_admitted
 from cqkd.qkd.session import ROLES
@@ -35,6 +36,9 @@ class WorkerDirectory:
         self._fresh_until = 0.0
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        # Wall-clock time (comparable with the workers' cqkd_dht_joined_timestamp_seconds)
+        # at which every expected worker was first seen; None while they are not.
+        self._converged_at: float | None = None
 
     def start(self, also: Callable[[], Awaitable[bool]] | None = None) -> None:
         """Refresh in the background: every second until WORKER_COUNT workers are seen,
@@ -113,8 +117,20 @@ class WorkerDirectory:
                 else:
                     del self._missed[address]
         self._workers = workers
+        self._note_convergence()
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
         return self._workers
+
+    def _converged(self) -> bool:
+        return len(self._workers) >= max(6, self.settings.worker_count)
+
+    def _note_convergence(self) -> None:
+        if not self._converged():
+            self._converged_at = None
+        elif self._converged_at is None:
+            self._converged_at = time.time()
+            event(log, "network_converged", workers=len(self._workers))
+        NETWORK_CONVERGED_TIMESTAMP.set(self._converged_at or 0)
 
     def admitted(self, peer: PeerInfo) -> bool:
         """Admitted by the deployment (Alice and Bob refuse to start without ADMISSION_KEYS;
@@ -130,5 +146,6 @@ class WorkerDirectory:
             "routing_table_peers": node.routing_table_size,
             "live_workers": workers,
             "expected_workers": self.settings.worker_count,
-            "converged": workers >= max(6, self.settings.worker_count),
+            "converged": self._converged(),
+            "converged_at": self._converged_at,
         }

@@ -1,0 +1,78 @@
+"""The concurrent container module's diff: create, replace, remove, leave alone.
+
+roles/dht_nodes/library/cqkd_containers.py's `plan` is a pure function of the desired
+containers and the role's existing ones; no Docker needed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+from deploy_helpers import REPO
+
+
+def _module() -> ModuleType:
+    path = REPO / "roles" / "dht_nodes" / "library" / "cqkd_containers.py"
+    spec = importlib.util.spec_from_file_location("cqkd_containers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plan_creates_replaces_removes_and_keeps() -> None:
+    desired = [
+        {"name": "w-1", "hash": "a"},  # running, same hash: kept
+        {"name": "w-2", "hash": "b"},  # running, other hash: replaced
+        {"name": "w-3", "hash": "c"},  # same hash but exited: replaced
+        {"name": "w-4", "hash": "d"},  # missing: created
+    ]
+    existing = [
+        {"name": "w-1", "hash": "a", "running": True},
+        {"name": "w-2", "hash": "old", "running": True},
+        {"name": "w-3", "hash": "c", "running": False},
+        {"name": "w-9", "hash": "z", "running": True},  # not desired: removed
+    ]
+    assert _module().plan(desired, existing) == {
+        "create": ["w-4"],
+        "replace": ["w-2", "w-3"],
+        "remove": ["w-9"],
+        "keep": ["w-1"],
+    }
+
+
+def test_plan_with_nothing_to_change_keeps_everything() -> None:
+    desired = [{"name": f"w-{i}", "hash": "h"} for i in range(3)]
+    existing = [{"name": f"w-{i}", "hash": "h", "running": True} for i in range(3)]
+    plan = _module().plan(desired, existing)
+    assert plan["keep"] == ["w-0", "w-1", "w-2"]
+    assert plan["create"] == plan["replace"] == plan["remove"] == []
+
+
+def test_plan_removes_everything_when_nothing_is_desired() -> None:
+    existing = [{"name": "w-1", "hash": None, "running": False}]
+    assert _module().plan([], existing)["remove"] == ["w-1"]
+
+
+def test_create_body_carries_the_hardened_options_and_the_spec_label() -> None:
+    spec = {
+        "name": "w-1", "hash": "h1", "env": {"DHT_PORT": "7000"}, "port": "7000",
+        "user": 10001, "mounts": [], "memory": "128M", "memory_reservation": "64M",
+        "healthcheck": {"test": ["CMD", "true"], "interval": "30s", "timeout": "3s",
+                        "retries": 3},
+    }
+    options = {"cap_drop": ["ALL"], "security_opts": ["no-new-privileges"], "read_only": True,
+               "tmpfs": ["/tmp:size=16m,mode=1777"], "init": True,
+               "restart_policy": "unless-stopped", "log_driver": "json-file",
+               "log_options": {"max-size": "10m", "max-file": "3"}, "pids_limit": 256}
+    body = _module().create_body(spec, "worker", "cqkd-node:0.1.0", options,
+                                 {"io.cqkd.project": "cqkd"}, "io.cqkd.spec")
+    host = body["HostConfig"]
+    assert body["Labels"] == {"io.cqkd.project": "cqkd", "io.cqkd.role": "worker",
+                              "io.cqkd.spec": "h1"}
+    assert body["Healthcheck"]["Interval"] == 30 * 10**9
+    assert host["Memory"] == 128 * 2**20 and host["MemoryReservation"] == 64 * 2**20
+    assert host["Tmpfs"] == {"/tmp": "size=16m,mode=1777"}
+    assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] and host["Init"]
+    assert host["NetworkMode"] == "host" and host["PidsLimit"] == 256

@@ -9,7 +9,7 @@
 - Dead peers: the first RPC timeout evicts a peer from the routing table and remembers its
   address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. A request or
   even a late answer from that address revives it.
-- Admission (issue 11): a node that does not use DHT storage (a worker) drops STORE; others
+- Admission (issue 11): a node that does not use DHT storage (a worker) declines STORE (answers False); others
   keep values in a BoundedStorage (storage.py). One address holds one id in the routing
   table, and hosts and subnets a bounded number (routing.py); a new id at a known address is
   taken only after the address answers a ping with it (a restarted node), and an id seen at
@@ -252,8 +252,12 @@ class CqkdProtocol(KademliaProtocol):
         if not _args_valid(args, signature):
             return "bad_args"
         if name == "store" and not self.accept_store:
+            # Declined, not dropped, as a full store does: a silent drop made every writer,
+            # and every lookup that caches the value at the nearest node without it (as
+            # kademlia's crawl does), wait out an RPC timeout and count this node dead.
             DHT_STORE_REFUSED.labels(reason="unused").inc()
-            return "store_refused"
+            self._send(RESPONSE, msg_id, False, addr)
+            return None
         if msg_id in self._pending and name == "ping":
             # Our own ping come back (a bootstrap list that names this node): not a clash.
             self._send(RESPONSE, msg_id, self.source_node.id, addr)

@@ -9,8 +9,8 @@
 - Dead peers: the first RPC timeout evicts a peer from the routing table and remembers its
   address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. A request or
   even a late answer from that address revives it.
-- Admission (issue 11): a node that does not use DHT storage (a worker) declines STORE (answers False); others
-  keep values in a BoundedStorage (storage.py). One address holds one id in the routing
+- Admission (issue 11): a node that does not use DHT storage (a worker) declines STORE
+  (answers False); others keep values in a BoundedStorage (storage.py). One address holds one id in the routing
   table, and hosts and subnets a bounded number (routing.py); a new id at a known address is
   taken only after the address answers a ping with it (a restarted node), and an id seen at
   two addresses is a clash, logged and refused. Answers to an address that has not yet

@@ -10,9 +10,9 @@
   address for `dead_peer_ttl` seconds, during which RPCs to it fail at once. A request or
   even a late answer from that address revives it.
 - Admission (issue 11): a node that does not use DHT storage (a worker) declines STORE
-  (answers False); others keep values in a BoundedStorage (storage.py). One address holds one id in the routing
-  table, and hosts and subnets a bounded number (routing.py); a new id at a known address is
-  taken only after the address answers a ping with it (a restarted node), and an id seen at
+  (answers False); others keep values in a BoundedStorage (storage.py). One address holds
+  one id in the routing table, and hosts and subnets a bounded number (routing.py); a new id
+  at a known address is taken only after the address answers a ping with it (a restarted node), and an id seen at
   two addresses is a clash, logged and refused. Answers to an address that has not yet
   answered one of our requests are at most AMPLIFICATION_FACTOR times the request; the
   first such request sends it a ping, whose answer proves the address.

@@ -12,10 +12,11 @@
 - Admission (issue 11): a node that does not use DHT storage (a worker) declines STORE
   (answers False); others keep values in a BoundedStorage (storage.py). One address holds
   one id in the routing table, and hosts and subnets a bounded number (routing.py); a new id
-  at a known address is taken only after the address answers a ping with it (a restarted node), and an id seen at
-  two addresses is a clash, logged and refused. Answers to an address that has not yet
-  answered one of our requests are at most AMPLIFICATION_FACTOR times the request; the
-  first such request sends it a ping, whose answer proves the address.
+  at a known address is taken only after the address answers a ping with it (a restarted
+  node), and an id seen at two addresses is a clash, logged and refused. Answers to an
+  address that has not yet answered one of our requests are at most AMPLIFICATION_FACTOR
+  times the request; the first such request sends it a ping, whose answer proves the
+  address.
 - Each source address has a token bucket, checked before any parsing: a flood the node
   cannot parse would otherwise fill the socket buffer and drop its peers' answers too.
 - No datagram over MAX_DATAGRAM_BYTES is sent: find_node answers are cut to fit, values are

@@ -1,5 +1,6 @@
-"""A worker is attached and closed explicitly: it takes commands once started, refuses them
-once stopped, and stopping forgets its sessions' state. Real UDP on loopback."""
+"""Workers, Alice and Bob are attached and closed explicitly: a worker takes commands once
+started, refuses them once stopped, and stopping forgets its sessions' state; Alice and Bob
+take their messages only while started. Real UDP on loopback."""
 
 import time
 
@@ -32,3 +33,22 @@ async def test_a_stopped_worker_refuses_commands_and_forgets_its_state() -> None
             await p.alice.channel.send(peer, command())
         await worker.start()
         assert await p.alice.channel.send(peer, command()) == {"ok": True}
+
+
+async def test_stopped_owners_refuse_their_messages() -> None:
+    # Alice and Bob take their messages between start and stop, like a worker.
+    async with protocol_network(load_settings(rpc_timeout=3.0), 4) as (_, p):
+        bob = p.alice._bob
+        assert bob is not None
+        abort = {"k": "abort", "pid": "0" * 32, "seq": 1}
+
+        async def refusal() -> str:
+            try:
+                await p.alice.channel.send(bob, abort)
+            except RemoteError as exc:
+                return str(exc)
+            return ""
+
+        assert "unknown message kind" not in await refusal()
+        await p.bob.stop()
+        assert "unknown message kind" in await refusal()

@@ -139,6 +139,7 @@ class Alice(Owner[_Round]):
         self._last_qber = 0.0  # the first round of a session is planned for it
 
     async def start(self) -> None:
+        self._attach()
         await self._look_for_bob()
         await self.directory.workers(refresh=True)
         self.directory.start(also=self._look_for_bob)
@@ -149,6 +150,7 @@ class Alice(Owner[_Round]):
         return self._bob is not None
 
     async def stop(self) -> None:
+        self._detach()
         await self.directory.stop()
         for task in list(self._tasks.values()):
             task.cancel()

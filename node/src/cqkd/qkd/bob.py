@@ -104,9 +104,10 @@ class Bob(Owner[_Round]):
             "confirm": self._on_confirm,
             "abort": self._on_abort,
         }.items():
-            self.channel.on(kind, answers.once(handler))
+            self._handlers[kind] = answers.once(handler)
 
     async def start(self) -> None:
+        self._attach()
         await self.directory.workers(refresh=True)
         self.directory.start()
         self._sweeper = asyncio.create_task(self._sweep())
@@ -118,6 +119,7 @@ class Bob(Owner[_Round]):
             self._expire()
 
     async def stop(self) -> None:
+        self._detach()
         await self.directory.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar, Generic, TypeVar
 
 from cqkd.dht.node import DhtNode
-from cqkd.qkd.channel import Address, Channel, Message, ProtocolError, need
+from cqkd.qkd.channel import Address, Channel, Handler, Message, ProtocolError, need
 from cqkd.qkd.crypto import Identity
 from cqkd.qkd.directory import WorkerDirectory
 from cqkd.qkd.keystore import KeyStore
@@ -33,7 +33,19 @@ class Owner(Generic[R]):
         self.trusted = frozenset(settings.trusted_owner_keys)
         self.sessions = SessionBook(self.party)
         self._rounds: dict[bytes, R] = {}  # by round key
-        self.channel.on("push", self._on_push)
+        # The messages this party takes while started (`_attach` in start, `_detach` in
+        # stop); subclasses add theirs.
+        self._handlers: dict[str, Handler] = {"push": self._on_push}
+
+    def _attach(self) -> None:
+        """Take this party's messages from now on: the first step of `start`."""
+        for kind, handler in self._handlers.items():
+            self.channel.on(kind, handler)
+
+    def _detach(self) -> None:
+        """Refuse them from now on, as if never registered: the first step of `stop`."""
+        for kind in self._handlers:
+            self.channel.off(kind)
 
     @property
     def node(self) -> DhtNode:

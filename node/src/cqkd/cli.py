@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -136,7 +137,7 @@ async def serve(settings: Settings, role: str) -> None:
     """Run one node until SIGTERM or SIGINT; errors propagate (the process exits non-zero)."""
     from cqkd.dht.config import DhtConfig
     from cqkd.dht.node import DhtNode
-    from cqkd.httpd import HttpServer
+    from cqkd.httpd import HttpServer, shared_port
     from cqkd.lifecycle import Lifecycle
     from cqkd.logs import event
 
@@ -144,7 +145,10 @@ async def serve(settings: Settings, role: str) -> None:
         raise SettingsError("BOOTSTRAP_NODES is empty: a worker needs host:port of a bootstrap")
     async with Lifecycle(role) as process:
         # The CQKD protocol never uses DHT storage on workers: they refuse STORE (issue 11).
-        node = DhtNode(DhtConfig(**settings.dht_options()), role, accept_store=role != "worker")
+        config = DhtConfig(**settings.dht_options())
+        if settings.http_port is None:  # /health and /metrics at the DHT's port number
+            config = dataclasses.replace(config, port=shared_port(config.host, config.port))
+        node = DhtNode(config, role, accept_store=role != "worker")
         # Workers play the protocol's roles; bootstraps only answer discovery's hello.
         if role == "worker":
             from cqkd.qkd.worker import Worker

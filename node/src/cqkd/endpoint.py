@@ -17,6 +17,7 @@ the Alice and Bob of an in-process network.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -28,7 +29,7 @@ from cqkd.api.etsi import EtsiConfig, create_etsi_app, key_pool
 from cqkd.api.server import ApiServer, TlsFiles
 from cqkd.dht.config import DhtConfig
 from cqkd.dht.node import DhtNode
-from cqkd.httpd import HttpServer, Response, health_response, metrics_response
+from cqkd.httpd import HttpServer, Response, health_response, metrics_response, shared_port
 from cqkd.lifecycle import Lifecycle
 from cqkd.logs import event
 from cqkd.ports import DEFAULT_PORTS, Role, role_settings
@@ -179,7 +180,10 @@ async def run_endpoint(settings: Settings, role: Role) -> None:
     tls = tls_files(settings)
     async with Lifecycle(role) as process:
         keystore = KeyStore(settings.key_store_max_keys)
-        node = DhtNode(DhtConfig(**settings.dht_options()), role)
+        config = DhtConfig(**settings.dht_options())
+        # /health and /metrics at the DHT's port number (TCP), as on every node.
+        node = DhtNode(dataclasses.replace(config, port=shared_port(config.host, config.port)),
+                       role)
         party: Any
         if role == "alice":
             assert settings.bob_address is not None

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -102,3 +103,26 @@ class HttpServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+def shared_port(host: str, port: int, attempts: int = 32) -> int:
+    """`port`, or when it is 0 a port number free on `host` for both UDP and TCP.
+
+    A node's DHT (UDP) and its /health and /metrics server (TCP) share one number; a number
+    the OS picked for the UDP socket alone may be held by a TCP socket (a client
+    connection's ephemeral port), and the node then failed to start. Another process can
+    still take the number between this check and the node's binds, but only in that
+    instant. Raises OSError when `attempts` numbers were all taken."""
+    if port:
+        return port
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            number = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, number))
+                except OSError:
+                    continue
+                return number
+    raise OSError(f"no port number free for both UDP and TCP on {host} in {attempts} tries")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+from cqkd.httpd import shared_port
 
 LOOPBACK = "127.0.0.1"
 
@@ -12,13 +12,4 @@ def free_port() -> int:
     both (the DHT on UDP, /health and /metrics on TCP). Another process may take it before
     the caller binds it; the tests start their processes at once to keep that window short.
     """
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
+    return shared_port(LOOPBACK, 0)

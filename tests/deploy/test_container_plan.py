@@ -6,19 +6,15 @@ containers and the role's existing ones; no Docker needed.
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
 from deploy_helpers import REPO
+from helpers.modules import load
 
 
 def _module() -> ModuleType:
-    path = REPO / "roles" / "dht_nodes" / "library" / "cqkd_containers.py"
-    spec = importlib.util.spec_from_file_location("cqkd_containers", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load(REPO / "roles" / "dht_nodes" / "library" / "cqkd_containers.py",
+                "cqkd_containers")
 
 
 def test_plan_creates_replaces_removes_and_keeps() -> None:

@@ -4,24 +4,12 @@ ansible-playbook run of the preflight. No Docker needed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from types import ModuleType
 
 from deploy_helpers import REPO, run_playbook
+from helpers.modules import load
 
-
-def _load_plugin() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "cqkd_plan_plugin", REPO / "ansible" / "filter_plugins" / "cqkd_plan.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plan = _load_plugin()
+plan = load(REPO / "ansible" / "filter_plugins" / "cqkd_plan.py", "cqkd_plan_plugin")
 
 SCALE = {"workers": 5, "bootstrap_count": 3, "hosts_group": "medium"}
 GROUPS = {

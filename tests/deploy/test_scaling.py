@@ -5,7 +5,6 @@ step's Prometheus)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from deploy_helpers import REPO, run_playbook
+from helpers.modules import load
 
 pytestmark = pytest.mark.deploy
 
@@ -33,13 +33,7 @@ FIGURES = (
 
 def _study() -> Any:
     """bench/scaling/containers.py, loaded by path (bench/ is not an installed package)."""
-    spec = importlib.util.spec_from_file_location(
-        "scaling_containers", REPO / "bench" / "scaling" / "containers.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load(REPO / "bench" / "scaling" / "containers.py", "scaling_containers")
 
 
 @pytest.mark.mutates_deployment(3)

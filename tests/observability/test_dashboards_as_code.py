@@ -4,17 +4,16 @@ panel query returns data from Prometheus's engine (promtool) over a small networ
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from importlib.metadata import version
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 from cqkd import metrics
 from cqkd.dht.params import SCALES, scale_profile
+from helpers.modules import load
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATOR = REPO / "grafana" / "dashboards.py"
@@ -26,16 +25,8 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "15m", "$job": ".+",
                      "$instance": ".+"}
 
 
-def _load_generator() -> ModuleType:
-    # grafana/ is no package: load the script by path, as `make dashboards` runs it.
-    spec = importlib.util.spec_from_file_location("cqkd_dashboards", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = _load_generator()
+# grafana/ is no package: load the script by path, as `make dashboards` runs it.
+generator = load(GENERATOR, "cqkd_dashboards")
 
 
 def _targets() -> list[tuple[str, str]]:

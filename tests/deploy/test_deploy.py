@@ -21,6 +21,7 @@ from deploy_helpers import (
     run_playbook,
 )
 from helpers.keys import finished_session, start_session
+from helpers.waits import wait_until
 
 pytestmark = pytest.mark.deploy
 
@@ -139,10 +140,24 @@ def test_containers_run_confined_and_non_root(deployment: Deployment) -> None:
         assert host["ReadonlyRootfs"] is True, name
         assert host["Init"] is True, name
         assert host["Memory"] > 0, name
-        assert container["State"]["Health"]["Status"] == "healthy", name
         if role == "worker":
             assert host["Memory"] == 128 * MIB, name
             assert host["MemoryReservation"] == 32 * MIB, name
+
+
+def test_docker_reports_every_node_healthy(deployment: Deployment) -> None:
+    # The deploy does not wait for Docker's first healthcheck (one interval after start on
+    # Docker 20.10, see roles/dht_nodes/tasks/verify.yml); the probe must still pass inside
+    # every container, as Docker runs it, within two worker intervals (30 s).
+    names = [name for name in deployed_containers() if name.startswith("cqkd-")]
+
+    def not_healthy() -> list[str]:
+        inspected = json.loads(subprocess.check_output(["docker", "inspect", *names]))
+        return [c["Name"] for c in inspected
+                if c["State"].get("Health", {}).get("Status", "healthy") != "healthy"]
+
+    wait_until(lambda: not not_healthy(), lambda: f"Docker reports healthy: {not_healthy()}",
+               seconds=75, interval=2)
 
 
 @pytest.mark.parametrize(

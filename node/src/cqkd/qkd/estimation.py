@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
+
+from cqkd.qkd.sorting import random_permutation
 
 
 def choose_sample(candidates: int, size: int) -> list[int]:
     """`size` distinct indices of 0..candidates-1, uniformly (CSPRNG), in increasing order."""
     if not 0 <= size <= candidates:
         raise ValueError(f"cannot sample {size} of {candidates} bits")
-    return sorted(secrets.SystemRandom().sample(range(candidates), size))
+    # The first `size` of a uniform permutation: one CSPRNG call and a sort, where
+    # SystemRandom.sample asks the OS for each index.
+    return sorted(random_permutation(candidates)[:size])
 
 
 def mismatches(own: Sequence[int], indices: Sequence[int], other_bits: Sequence[int]) -> int:

@@ -1,5 +1,6 @@
-"""The sorting rule: Alice's uniform permutation pi of the raw positions, and the sifted key
-both sides read in that order (step 19): K = [bit[pi(j)] for j if pi(j) in V]."""
+"""The sorting rule: Alice's uniform permutation of a round's sifted bits (step 19). Both
+sides read the sifted bits in position order, then in the permutation's order: its first
+k are the error-estimation sample, the rest go to the key."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import secrets
 import sys
 from array import array
 from collections.abc import Sequence
+from itertools import compress
 
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
 
@@ -45,11 +47,14 @@ def _bit_string(vector: int, n: int) -> bytes:
     return format(vector, f"0{n}b").encode()[::-1].translate(_ZERO_ONE) if n else b""
 
 
-def sifted_key(bits: int, valid: int, order: Sequence[int]) -> bytearray:
-    """The bits at the valid positions, in the order of the sorting rule; one byte per bit."""
-    n = len(order)
-    bit, keep = _bit_string(bits, n), _bit_string(valid, n)
-    return bytearray(bit[i] for i in order if keep[i])
+def sifted_bits(bits: int, valid: int, n: int) -> bytearray:
+    """The bits at the valid positions of 0..n-1, in position order; one byte per bit."""
+    return bytearray(compress(_bit_string(bits, n), _bit_string(valid, n)))
+
+
+def reorder(bits: bytearray, order: Sequence[int]) -> bytearray:
+    """bits[order[0]], bits[order[1]], ...: the bits in the order of the sorting rule."""
+    return bytearray(map(bits.__getitem__, order))
 
 
 def encode_indices(indices: Sequence[int]) -> bytes:

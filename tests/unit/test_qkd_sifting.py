@@ -54,9 +54,12 @@ def test_both_sides_get_equal_keys_without_noise() -> None:
 
 
 def test_indices_encode_and_reject_out_of_range() -> None:
-    assert decode_indices(encode_indices([5, 0, 70000]), 70001) == [5, 0, 70000]
+    assert decode_indices(encode_indices([5, 0, 70000], 70001), 70001) == [5, 0, 70000]
+    # Up to 65,536 indices, 2 bytes each: half the bytes of a sorting rule on the wire.
+    assert len(encode_indices([5, 0, 65535], 65536)) == 6
+    assert decode_indices(encode_indices([5, 0, 65535], 65536), 65536) == [5, 0, 65535]
     with pytest.raises(ValueError):
-        decode_indices(encode_indices([3]), 3)
+        decode_indices(encode_indices([3], 4), 3)
     with pytest.raises(ValueError):
         decode_indices(b"\x00\x01\x02", 10)
 

@@ -307,7 +307,7 @@ class Alice(Owner[_Round]):
             sampled = round(fraction * len(fresh))
             reply = await self._ask(bob, {
                 "k": "sample", "pid": view.process_id, "round": got.rounds,
-                "order": encode_indices(order), "count": sampled,
+                "order": encode_indices(order, len(fresh)), "count": sampled,
                 "bits": bytes(reorder(fresh, order[:sampled])),
             })
             got.rounds += 1

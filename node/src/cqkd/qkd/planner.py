@@ -3,7 +3,7 @@ and when the finite-size bound says that no key is possible. Pure functions, no 
 
 Each round is cut to what its receivers enforce: a chain carries at most
 MAX_CHUNK_POSITIONS positions (the workers' limit), and Alice's sample message carries the
-sorting rule, 4 bytes per sifted bit (at most one per position), under the channel's 1 MiB
+sorting rule, at most 4 bytes per sifted bit (at most one per position), under the channel's 1 MiB
 message cap.
 """
 
@@ -24,7 +24,7 @@ from cqkd.qkd.lengths import (
 )
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS
 
-# Positions per round: the sorting rule (4 bytes a sifted bit, at most one per position)
+# Positions per round: the sorting rule (at most 4 bytes a sifted bit, one per position)
 # then fills at most half of the 1 MiB cap of one channel message (fragments.MAX_MESSAGE_BYTES).
 ROUND_POSITIONS_MAX = 1 << 17
 SIFTED_PER_POSITION = 0.5  # BB84: Bob guesses Alice's basis half of the time

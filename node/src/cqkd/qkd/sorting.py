@@ -57,9 +57,16 @@ def reorder(bits: bytearray, order: Sequence[int]) -> bytearray:
     return bytearray(map(bits.__getitem__, order))
 
 
-def encode_indices(indices: Sequence[int]) -> bytes:
-    """Indices (a permutation or a sample) as 4-byte little-endian integers."""
-    values = array("I", indices)
+def _index_code(limit: int) -> str:
+    """Indices below `limit` travel as 2-byte integers up to 65,536 of them, else 4-byte:
+    the sorting rule of a round up to 65,536 sifted bits then costs half the bytes."""
+    return "H" if limit <= 1 << 16 else "I"
+
+
+def encode_indices(indices: Sequence[int], limit: int) -> bytes:
+    """Indices, each below `limit` (a permutation), as little-endian integers of the
+    width `limit` calls for."""
+    values = array(_index_code(limit), indices)
     if sys.byteorder == "big":
         values.byteswap()
     return values.tobytes()
@@ -67,9 +74,10 @@ def encode_indices(indices: Sequence[int]) -> bytes:
 
 def decode_indices(data: bytes, limit: int) -> list[int]:
     """Inverse of encode_indices; ValueError unless every index is below `limit`."""
-    if len(data) % 4:
-        raise ValueError("index list length is not a multiple of 4")
-    values = array("I", data)
+    values = array(_index_code(limit))
+    if len(data) % values.itemsize:
+        raise ValueError(f"index list length is not a multiple of {values.itemsize}")
+    values.frombytes(data)
     if sys.byteorder == "big":
         values.byteswap()
     if values and max(values) >= limit:

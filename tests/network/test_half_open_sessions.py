@@ -8,14 +8,13 @@ import os
 
 import pytest
 from cqkd.qkd.channel import Channel
-from cqkd.qkd.sorting import encode_indices, random_permutation
 from cqkd.settings import load_settings
 from helpers.network import protocol_network
 
 pytestmark = pytest.mark.network
 
 SESSIONS = 500
-POSITIONS = 2000  # Bob keeps the sorting rule: ~70 KiB a session, ~35 MiB for all
+POSITIONS = 2000
 TTL_SECONDS = 2.0
 SLACK_BYTES = 5 << 20
 
@@ -32,7 +31,6 @@ async def test_500_half_open_sessions_leave_no_state_after_the_ttl() -> None:
         alice = Channel(await net.add_node("half-open"), p.alice.identity)
         bob = await alice.hello(p.bob.node.address)
         assert bob is not None
-        order = encode_indices(random_permutation(POSITIONS))
         gc.collect()
         baseline = rss_bytes()
 
@@ -40,7 +38,7 @@ async def test_500_half_open_sessions_leave_no_state_after_the_ttl() -> None:
             reply = await alice.send(bob, {
                 "k": "round", "pid": f"{index:032x}", "seq": 1, "round": 0, "lc": 64,
                 "mode": "pooled", "rk": index.to_bytes(16, "big"), "n": POSITIONS,
-                "order": order, "chains": [], "used": [],
+                "chains": [], "used": [],
             })
             assert reply == {"bgb": []}
 

@@ -76,6 +76,19 @@ async def test_10_sessions_at_once_all_confirm() -> None:
     assert report["sessions_confirmed"] == 10
 
 
+async def test_messages_per_session_do_not_grow_with_sessions_at_once() -> None:
+    # Counted at the channel (every sealed request, fragments as one, resends included):
+    # a 256-bit session on a clean channel takes one round of 2 chains, about 41 messages.
+    async with network(active_sessions=10) as (net, p):
+        alone = await run_sessions(net, p, 256, sessions=5, concurrency=1)
+        together = await run_sessions(net, p, 256, sessions=10, concurrency=10)
+    assert alone["sessions_confirmed"] == 5 and together["sessions_confirmed"] == 10
+    assert alone["messages_per_session"] <= 50  # one round; a top-up round costs ~35 more
+    # A rare top-up round in one session of ten adds under 10 % to the mean.
+    assert together["messages_per_session"] <= 1.1 * alone["messages_per_session"]
+    assert together["bytes_per_confirmed_key_bit"] > 0
+
+
 async def test_full_eavesdropping_aborts_every_session_at_a_quarter_qber() -> None:
     async with network(eavesdrop=1.0) as (_, p):
         views = [await p.alice.run_session(1024) for _ in range(5)]

@@ -15,10 +15,12 @@ from cqkd.qkd.lengths import (
     h2,
     largest_qber,
     plan,
+    worker_exposure_bits,
 )
 from cqkd.qkd.planner import (
     ROUND_POSITIONS_MAX,
     blocks_qber,
+    first_round_sifted,
     more_sifted,
     no_key_possible,
     round_capacity,
@@ -83,6 +85,22 @@ def test_top_up_asks_for_more_until_the_bound_gives_the_key() -> None:
     sampled = 700 + round(0.3 * needed)
     assert more_sifted(1024, 2000 + round(0.7 * needed), 0, sampled, round(0.05 * sampled),
                        0, 0.3, security, 10**6) <= 0.01 * needed
+
+
+@pytest.mark.parametrize("key_bits", [32, 256, 4096])
+@pytest.mark.parametrize("prior", [0.0, 0.03])
+def test_a_first_round_on_the_channel_it_was_planned_for_needs_no_top_up(
+    key_bits: int, prior: float
+) -> None:
+    security, max_sifted = Security(), 1 << 21
+    wanted, fraction = first_round_sifted(key_bits, prior, security, max_sifted)
+    # The round sifts about `wanted` bits (Binomial(2 wanted, 1/2)); 3 standard deviations
+    # fewer is still enough once Alice charges the worker exposure, as she does after it.
+    sifted = wanted - math.ceil(3 * math.sqrt(wanted / 2))
+    sampled = round(fraction * sifted)
+    leaked = math.ceil(worker_exposure_bits(sifted))
+    assert more_sifted(key_bits, sifted - sampled, 0, sampled, round(prior * sampled), leaked,
+                       fraction, security, max_sifted) == 0
 
 
 def test_rounds_are_split_to_what_every_receiver_accepts() -> None:

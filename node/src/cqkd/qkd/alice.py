@@ -2,9 +2,10 @@
 
 A session is rounds of raw positions, as many as the finite-size bound needs for lc bits
 (qkd/planner.py, qkd/lengths.py), each: allocate workers, command them, tell Bob, gather
-the chunks that came through, sift in the order of a fresh permutation, sacrifice a random
-sample for error estimation. Then Cascade, error verification, Toeplitz hashing to lc bits
-and HMAC confirmation; only then both stores get it.
+the chunks that came through, then a fresh uniform order of the sifted bits whose head is
+the sample sacrificed to error estimation and whose rest is the key. Then Cascade, error
+verification, Toeplitz hashing to lc bits and HMAC confirmation; only then both stores
+get it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from cqkd.qkd.channel import (
     need,
 )
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.estimation import choose_sample, qber, remove_indices
+from cqkd.qkd.estimation import qber
 from cqkd.qkd.keystore import CONTROL, KeyStore
 from cqkd.qkd.lengths import Security, check_key_bits, final_key_bits, worker_exposure_bits
 from cqkd.qkd.owner import Owner
@@ -64,7 +65,7 @@ from cqkd.qkd.session import (
     Status,
     TooManySessions,
 )
-from cqkd.qkd.sorting import encode_indices, random_permutation, sifted_key
+from cqkd.qkd.sorting import encode_indices, random_permutation, reorder, sifted_bits
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, ROUND_KEY_BYTES, Command
 from cqkd.settings import Settings
 
@@ -299,21 +300,26 @@ class Alice(Owner[_Round]):
                 raise SessionFailed(TIMEOUT, f"no key after {s.max_rounds} rounds "
                                              "of raw positions (MAX_ROUNDS)")
             fresh = await self._round(view, bob, got.rounds, size, got.assigned)
-            indices = choose_sample(len(fresh), round(fraction * len(fresh)))
+            # The sorting rule: a uniform order of the round's sifted bits, whose first
+            # `sampled` are the error-estimation sample (a uniform subset) and the rest
+            # go to the key in that order.
+            order = random_permutation(len(fresh))
+            sampled = round(fraction * len(fresh))
             reply = await self._ask(bob, {
                 "k": "sample", "pid": view.process_id, "round": got.rounds,
-                "idx": encode_indices(indices), "bits": bytes(fresh[i] for i in indices),
+                "order": encode_indices(order, len(fresh)), "count": sampled,
+                "bits": bytes(reorder(fresh, order[:sampled])),
             })
             got.rounds += 1
             # What one QPP or QPM of this round learned is charged like disclosed bits.
             got.leaked += math.ceil(worker_exposure_bits(len(fresh)))
-            got.errors += _count(reply, "errors", len(indices))
-            got.sampled += len(indices)
-            got.pool.extend(remove_indices(fresh, indices))
+            got.errors += _count(reply, "errors", sampled)
+            got.sampled += sampled
+            got.pool.extend(reorder(fresh, order[sampled:]))
             view.sifted_bits = (view.sifted_bits or 0) + len(fresh)
             view.qber = qber(got.errors, got.sampled)
             KEY_POSITIONS.labels(stage="sifted").inc(len(fresh))
-            KEY_POSITIONS.labels(stage="sampled").inc(len(indices))
+            KEY_POSITIONS.labels(stage="sampled").inc(sampled)
 
     async def _correct(
         self, view: SessionView, bob: PeerInfo, got: _Tally, security: Security
@@ -337,16 +343,14 @@ class Alice(Owner[_Round]):
         self, view: SessionView, bob: PeerInfo, round_no: int, positions: int,
         assigned: dict[bytes, str],
     ) -> bytearray:
-        """Steps 2-19 for `positions` raw positions: the sifted bits of the chains that
-        completed at both ends."""
+        """Steps 2-18 for `positions` raw positions: the sifted bits, in position order, of
+        the chains that completed at both ends."""
         chains = await self._allocate(round_no, positions, assigned)
         positions = sum(c.count for c in chains)
         round_key = secrets.token_bytes(ROUND_KEY_BYTES)
-        order = random_permutation(positions)
         state = self._rounds[round_key] = _Round.of(chains)
         try:
-            live = await self._command_chains(view, bob, round_no, round_key, state, order,
-                                              assigned)
+            live = await self._command_chains(view, bob, round_no, round_key, state, assigned)
             await state.wait_quiet([c.chunk for c in chains if c.chunk not in state.broken],
                                    self.settings.round_timeout)
             have = state.done(c.chunk for c in live)
@@ -359,7 +363,8 @@ class Alice(Owner[_Round]):
                 event(log, "chains_lost", process_id=view.process_id, round=round_no,
                       lost=len(chains) - len(agreed), chains=len(chains))
             masks = sum(state.spin_masks[c] << state.chunks[c].start for c in agreed)
-            return sifted_key(state.bits(agreed, "s") ^ masks, state.bits(agreed, "v"), order)
+            return sifted_bits(state.bits(agreed, "s") ^ masks, state.bits(agreed, "v"),
+                               positions)
         finally:
             del self._rounds[round_key]
 
@@ -393,7 +398,7 @@ class Alice(Owner[_Round]):
 
     async def _command_chains(
         self, view: SessionView, bob: PeerInfo, round_no: int, round_key: bytes,
-        state: _Round, order: list[int], assigned: dict[bytes, str],
+        state: _Round, assigned: dict[bytes, str],
     ) -> list[Chain]:
         """Command every chain's workers, sinks first, and tell Bob the round; the chains
         whose sinks all accepted (those whose sources did not are marked broken too)."""
@@ -407,7 +412,7 @@ class Alice(Owner[_Round]):
         round_msg = {
             "k": "round", "pid": view.process_id, "round": round_no, "lc": view.key_bits,
             "mode": self.settings.allocation_mode, "rk": round_key,
-            "n": sum(c.count for c in chains), "order": encode_indices(order),
+            "n": sum(c.count for c in chains),
             "chains": [[c.chunk, c.start, c.count, c.workers["QPM"].to_wire(),
                         c.workers["QPC"].public_key] for c in live],
             "used": [key for key, role in assigned.items() if role != "BG_B"],

@@ -26,10 +26,23 @@ def toeplitz_hash(key: Sequence[int], out_bits: int, seed: bytes) -> bytes:
     width = n + out_bits - 1
     t = int.from_bytes(hashlib.shake_256(seed).digest((width + 7) // 8), "little")
     x = pack_bits(key)
-    full = (1 << n) - 1
-    out = 0
-    for i in range(out_bits):
-        out |= (((t >> i) & full & x).bit_count() & 1) << i
+    # Two ways to the same bits, each the cheaper for its shape: a parity per output bit
+    # (short hashes: error verification), or the XOR of t >> j over the key's 1 bits j
+    # (privacy amplification), eight key bits at a time from a table of 256.
+    if out_bits < (n // 8 + 256) // 4:
+        full = (1 << n) - 1
+        out = 0
+        for i in range(out_bits):
+            out |= (((t >> i) & full & x).bit_count() & 1) << i
+    else:
+        table = [0] * 256  # table[v]: XOR of t >> k over the bits k of v
+        for v in range(1, 256):
+            table[v] = table[v & (v - 1)] ^ (t >> ((v & -v).bit_length() - 1))
+        out = 0
+        for offset, v in enumerate(x.to_bytes((n + 7) // 8, "little")):
+            if v:
+                out ^= table[v] >> (8 * offset)
+        out &= (1 << out_bits) - 1
     return out.to_bytes((out_bits + 7) // 8, "little")
 
 

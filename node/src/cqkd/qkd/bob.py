@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 import uuid
-from array import array
 from dataclasses import dataclass, field
 
 from cqkd.dht.node import DhtNode
@@ -41,7 +40,7 @@ from cqkd.qkd.channel import (
     need,
 )
 from cqkd.qkd.crypto import Identity
-from cqkd.qkd.estimation import mismatches, qber, remove_indices
+from cqkd.qkd.estimation import mismatches, qber
 from cqkd.qkd.keystore import MAX_CONSUMER_CHARS, KeyStore
 from cqkd.qkd.lengths import check_key_bits
 from cqkd.qkd.owner import Owner
@@ -54,7 +53,7 @@ from cqkd.qkd.session import (
     SessionView,
     Status,
 )
-from cqkd.qkd.sorting import check_permutation, decode_indices, sifted_key
+from cqkd.qkd.sorting import check_permutation, decode_indices, reorder, sifted_bits
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS, PROCESS_ID, ROUND_KEY_BYTES, Command, push
 from cqkd.settings import Settings
 
@@ -67,8 +66,7 @@ MAX_ROUND_POSITIONS = 1 << 22
 class _Round(Round):
     process_id: str = ""
     positions: int = 0
-    order: array[int] = field(default_factory=lambda: array("I"))  # 4 bytes a position
-    fresh: bytearray | None = None
+    fresh: bytearray | None = None  # the sifted bits, in position order
 
 
 @dataclass
@@ -183,7 +181,7 @@ class Bob(Owner[_Round]):
             raise Refused("untrusted", "sender is not among TRUSTED_OWNERS")
         self._expire()
         session = self._open(sender, message)
-        round_no, round_key, positions, order = self._check_round(session, message)
+        round_no, round_key, positions = self._check_round(session, message)
         chunks, qpms = _chains(need(message, "chains", list), positions)
         for key in need(message, "used", list):
             if isinstance(key, bytes) and session.assigned.get(key) != "BG_B":
@@ -195,7 +193,7 @@ class Bob(Owner[_Round]):
         except SessionFailed as exc:
             raise ProtocolError(f"{exc.outcome}: {exc}") from None
         self._rounds[round_key] = _Round(chunks, process_id=session.view.process_id,
-                                         positions=positions, order=array("I", order))
+                                         positions=positions)
         session.rounds[round_no] = round_key
         session.view.raw_bits += positions
         # Alice waits on this answer with a short RPC timeout: a dead BG_B must not stall it.
@@ -209,9 +207,9 @@ class Bob(Owner[_Round]):
 
     def _check_round(
         self, session: _Session, message: Message
-    ) -> tuple[int, bytes, int, list[int]]:
-        """A new round's number, key, size and sorting permutation; ProtocolError if any
-        is malformed, repeated or past the session's MAX_RAW_POSITIONS."""
+    ) -> tuple[int, bytes, int]:
+        """A new round's number, key and size; ProtocolError if any is malformed, repeated
+        or past the session's MAX_RAW_POSITIONS."""
         round_no = need(message, "round", int)
         round_key = need(message, "rk", bytes)
         positions = need(message, "n", int)
@@ -221,12 +219,7 @@ class Bob(Owner[_Round]):
             raise ProtocolError("bad round size")
         if session.view.raw_bits + positions > self.settings.max_raw_positions:
             raise ProtocolError("the session's raw positions would exceed MAX_RAW_POSITIONS")
-        try:
-            order = decode_indices(need(message, "order", bytes), positions)
-            check_permutation(order, positions)
-        except ValueError as exc:
-            raise ProtocolError(f"sorting rule: {exc}") from None
-        return round_no, round_key, positions, order
+        return round_no, round_key, positions
 
     async def _command_generator(
         self, session: _Session, round_key: bytes, chunk: int, count: int, qpm: PeerInfo,
@@ -274,7 +267,8 @@ class Bob(Owner[_Round]):
         # RPC timeout (a missed timeout marks us dead at her end for a while).
         await state.wait_until(wanted, self.node.config.rpc_timeout / 4)
         agreed = state.done(wanted)
-        state.fresh = sifted_key(state.bits(agreed, "m"), state.bits(agreed, "v"), state.order)
+        state.fresh = sifted_bits(state.bits(agreed, "m"), state.bits(agreed, "v"),
+                                  state.positions)
         return {"chunks": agreed}
 
     async def _on_sample(self, sender: bytes, address: Address, message: Message) -> Message:
@@ -283,13 +277,17 @@ class Bob(Owner[_Round]):
         fresh = state.fresh
         if fresh is None:
             raise ProtocolError("round not collected yet")
-        try:
-            indices = decode_indices(need(message, "idx", bytes), len(fresh))
-            errors = mismatches(fresh, indices, need(message, "bits", bytes))
+        try:  # the sorting rule: its first `sampled` are the sample, the rest the key
+            order = decode_indices(need(message, "order", bytes), len(fresh))
+            check_permutation(order, len(fresh))
+            sampled = need(message, "count", int)
+            if not 0 <= sampled <= len(fresh):
+                raise ValueError("bad sample size")
+            errors = mismatches(fresh, order[:sampled], need(message, "bits", bytes))
         except ValueError as exc:
             raise ProtocolError(f"sample: {exc}") from None
-        session.pool.extend(remove_indices(fresh, indices))
-        session.sampled += len(indices)
+        session.pool.extend(reorder(fresh, order[sampled:]))
+        session.sampled += sampled
         session.errors += errors
         view = session.view
         view.sifted_bits = (view.sifted_bits or 0) + len(fresh)

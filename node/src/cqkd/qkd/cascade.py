@@ -19,7 +19,6 @@ block in every pass begun, which starts (or cancels) the search there: the casca
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -67,8 +66,11 @@ class Cascade:
         self.block_sizes = [max(1, (n + 1) // 2)] * RECHECK_PASSES if recheck else (
             block_sizes(qber, n))
         passes = self.passes = len(self.block_sizes)
-        self.orders: list[list[int]] = [list(range(n))]
-        self.orders += [_public_order(seed, p, n) for p in range(1, passes)]
+        self.seed = seed
+        # Pass orders are made on first use: a pass whose one block is the whole key needs
+        # its order only to search it, and a clean key is never searched.
+        self._orders: dict[int, list[int]] = {0: list(range(n))}
+        self._where: dict[int, list[int]] = {}
         self.current_pass = -1
         # A sample without errors: ask every pass's blocks in one round trip; errors then
         # found are still corrected (statuses toggle in every pass begun), at some extra cost.
@@ -79,16 +81,24 @@ class Cascade:
         self.corrected: set[int] = set()  # positions flipped an odd number of times
         self._asked: list[Range] | None = None
 
-    @functools.cached_property
-    def where(self) -> list[list[int]]:
-        """where[p][position]: the position's index in pass p's order (only on a flip)."""
-        inverses = []
-        for order in self.orders:
-            inverse = [0] * self.n
-            for index, position in enumerate(order):
-                inverse[position] = index
-            inverses.append(inverse)
-        return inverses
+    def order(self, pass_no: int) -> list[int]:
+        """Pass `pass_no`'s order of the key positions (pass 0: key order)."""
+        order = self._orders.get(pass_no)
+        if order is None:
+            order = self._orders[pass_no] = _public_order(self.seed, pass_no, self.n)
+        return order
+
+    def _block_of(self, pass_no: int, position: int) -> int:
+        """The block of pass `pass_no` that holds key position `position`."""
+        size = self.block_sizes[pass_no]
+        if size >= self.n:
+            return 0
+        where = self._where.get(pass_no)
+        if where is None:  # the inverse of the pass order, needed only once a bit flips
+            where = self._where[pass_no] = [0] * self.n
+            for index, at in enumerate(self.order(pass_no)):
+                where[at] = index
+        return where[position] // size
 
     @property
     def done(self) -> bool:
@@ -138,7 +148,7 @@ class Cascade:
             located = self.searches.get(key)
             if located is None or located[1] - located[0] != 1:
                 continue  # cancelled by a flip earlier in this step
-            position = self.orders[key[0]][located[0]]
+            position = self.order(key[0])[located[0]]
             flips.append(position)
             self.corrected ^= {position}
             self._toggle(position)
@@ -147,7 +157,7 @@ class Cascade:
     def _toggle(self, position: int) -> None:
         for p in range(self.current_pass + 1):
             k = self.block_sizes[p]
-            block = self.where[p][position] // k
+            block = self._block_of(p, position)
             if block in self.odd[p]:
                 self.odd[p].discard(block)
                 self.searches.pop((p, block), None)
@@ -164,11 +174,15 @@ def efficiency(leaked: int, corrected: int, n: int) -> float | None:
     return leaked / (n * h2(corrected / n))
 
 
-def parities(key: Sequence[int], machine: Cascade, ranges: Sequence[Range]) -> list[int]:
-    """This side's parity of each range."""
-    return [
-        sum(key[i] for i in machine.orders[p][start:end]) & 1 for p, start, end in ranges
-    ]
+def parities(key: bytearray, machine: Cascade, ranges: Sequence[Range]) -> list[int]:
+    """This side's parity of each range of `key` (one byte, 0 or 1, per bit)."""
+    out = []
+    for p, start, end in ranges:
+        if p == 0 or (start == 0 and end == machine.n):  # key order, or any order of it all
+            out.append(key.count(1, start, end) & 1)
+        else:
+            out.append(sum(map(key.__getitem__, machine.order(p)[start:end])) & 1)
+    return out
 
 
 def pack_flags(flags: Sequence[int]) -> bytes:

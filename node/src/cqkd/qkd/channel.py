@@ -98,6 +98,16 @@ class PeerInfo:
 Handler = Callable[[bytes, Address, Message], Awaitable[Message]]
 
 
+@dataclass
+class Traffic:
+    """What a channel sent: `messages` (each a sealed request that gets an answer, however
+    many fragments it took) and `bytes` (the RPC payloads of requests, fragments and
+    answers, sealing included; UDP and RPC headers not)."""
+
+    messages: int = 0
+    bytes: int = 0
+
+
 def need(message: Message, name: str, kind: type | tuple[type, ...]) -> Any:
     """Field `name` of a received message, checked for type."""
     value = message.get(name)
@@ -128,6 +138,7 @@ class Channel:
         self.roles = roles
         self.ticket = ticket
         self.load = 0
+        self.traffic = Traffic()
         self._handlers: dict[str, Handler] = {}
         self._fragments = Reassembler(_FRAGMENT_DATA)
         node.register_rpc(RPC_HELLO, self._on_hello)
@@ -167,12 +178,15 @@ class Channel:
         Raises RemoteError if the peer refused the message.
         """
         sealed = self.identity.seal(peer.public_key, msgpack.packb(message))
+        self.traffic.messages += 1
         if len(sealed) + 1 <= MAX_PAYLOAD_BYTES:
+            self.traffic.bytes += 1 + len(sealed)
             answer = await self.node.call(peer.address, RPC_MESSAGE, bytes((_WHOLE,)) + sealed)
         else:
             answer = await self._send_fragments(peer.address, sealed)
         if answer is None:
             return None
+        self.traffic.bytes += len(answer)
         try:
             sender, body = self.identity.open(answer)
             reply = msgpack.unpackb(body)
@@ -193,6 +207,8 @@ class Channel:
         def frame(index: int) -> bytes:
             header = bytes((_FRAGMENT,)) + message_id
             return header + index.to_bytes(2, "big") + len(parts).to_bytes(2, "big") + parts[index]
+
+        self.traffic.bytes += len(sealed) + _FRAGMENT_HEADER * len(parts)
 
         acks = await asyncio.gather(
             *(self.node.call(address, RPC_MESSAGE, frame(i)) for i in range(len(parts) - 1))

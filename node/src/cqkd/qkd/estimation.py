@@ -1,16 +1,9 @@
-"""Error estimation: Alice picks a random sample of sifted positions and sacrifices it."""
+"""Error estimation: Bob counts the mismatches in Alice's sample (the first bits of the
+sorting rule, sorting.py), which both sides then discard."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
-
-
-def choose_sample(candidates: int, size: int) -> list[int]:
-    """`size` distinct indices of 0..candidates-1, uniformly (CSPRNG), in increasing order."""
-    if not 0 <= size <= candidates:
-        raise ValueError(f"cannot sample {size} of {candidates} bits")
-    return sorted(secrets.SystemRandom().sample(range(candidates), size))
 
 
 def mismatches(own: Sequence[int], indices: Sequence[int], other_bits: Sequence[int]) -> int:
@@ -20,14 +13,6 @@ def mismatches(own: Sequence[int], indices: Sequence[int], other_bits: Sequence[
     if any(not 0 <= i < len(own) for i in indices):
         raise ValueError("sample index out of range")
     return sum(own[i] != bit for i, bit in zip(indices, other_bits, strict=True))
-
-
-def remove_indices(key: bytearray, indices: Sequence[int]) -> bytearray:
-    """The key without the sacrificed positions."""
-    kept = bytearray(key)
-    for i in sorted(set(indices), reverse=True):
-        del kept[i]
-    return kept
 
 
 def qber(errors: int, compared: int) -> float:

@@ -16,6 +16,7 @@ plus the verification hash of log2(1/eps_cor) bits).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -115,6 +116,9 @@ class Plan:
     fraction: float  # of them sacrificed for error estimation
 
 
+# A pure function that every session asks (first round, abort check) with the same few
+# arguments on a steady channel, and that costs a bisection over the fraction grid.
+@functools.lru_cache(maxsize=1024)
 def plan(
     key_bits: int, q: float, efficiency: float, security: Security, max_sifted: int
 ) -> Plan | None:

@@ -2,8 +2,9 @@
 and when the finite-size bound says that no key is possible. Pure functions, no I/O.
 
 Each round is cut to what its receivers enforce: a chain carries at most
-MAX_CHUNK_POSITIONS positions (the workers' limit), and Bob's round message carries the
-sorting rule, 4 bytes per position, under the channel's 1 MiB message cap.
+MAX_CHUNK_POSITIONS positions (the workers' limit), and Alice's sample message carries the
+sorting rule, at most 4 bytes per sifted bit (at most one per position), under the channel's 1 MiB
+message cap.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 
 from cqkd.qkd.allocation import DEDICATED, ROLES_PER_CHAIN
-from cqkd.qkd.cascade import block_sizes
+from cqkd.qkd.cascade import PASSES, block_sizes
 from cqkd.qkd.lengths import (
     SAMPLE_FRACTIONS,
     Security,
@@ -19,11 +20,12 @@ from cqkd.qkd.lengths import (
     h2,
     plan,
     qber_lower,
+    worker_exposure_bits,
 )
 from cqkd.qkd.worker import MAX_CHUNK_POSITIONS
 
-# Positions per round: the permutation (4 bytes each) then fills half of the 1 MiB cap of
-# one channel message (fragments.MAX_MESSAGE_BYTES), the chain list and sealing the rest.
+# Positions per round: the sorting rule (at most 4 bytes a sifted bit, one per position)
+# then fills at most half of the 1 MiB cap of one channel message (fragments.MAX_MESSAGE_BYTES).
 ROUND_POSITIONS_MAX = 1 << 17
 SIFTED_PER_POSITION = 0.5  # BB84: Bob guesses Alice's basis half of the time
 # Cascade's leak as a multiple of n h2(QBER), for planning only (the session counts the
@@ -32,6 +34,10 @@ SIFTED_PER_POSITION = 0.5  # BB84: Bob guesses Alice's basis half of the time
 PLANNING_EFFICIENCY = 1.2
 ABORT_EPS = 1e-6  # a session aborts wrongly (key possible, QBER seen too high) this rarely
 WILSON_Z = 1.0  # block sizes from the ~84 % upper bound of the sample's QBER
+# A round's sifted bits vary as Binomial(positions, 1/2): a first round asks for this many
+# standard deviations more than its plan, so that it rarely falls short by a few bits and
+# pays a whole top-up round for them.
+SIFTING_MARGIN_SD = 3.0
 
 
 def round_capacity(workers: int, mode: str) -> int:
@@ -75,11 +81,21 @@ def first_round_sifted(key_bits: int, prior_qber: float, security: Security,
     the previous session saw; the most the budget allows if that plan needs more."""
     # A prior that allows no key (the last session met an eavesdropper) must not stop
     # this one from measuring: then plan as for a clean channel.
-    found = (plan(key_bits, prior_qber, PLANNING_EFFICIENCY, security, max_sifted)
-             or plan(key_bits, 0.0, PLANNING_EFFICIENCY, security, max_sifted))
+    if plan(key_bits, prior_qber, PLANNING_EFFICIENCY, security, max_sifted) is None:
+        prior_qber = 0.0
+    found = plan(key_bits, prior_qber, PLANNING_EFFICIENCY, security, max_sifted)
     if found is None:
         return max_sifted, max(SAMPLE_FRACTIONS)
-    return found.sifted, found.fraction
+    # The plan leaves out what Alice charges once the round is in (more_sifted): what one
+    # worker of the round learns and at least one parity per Cascade block (PASSES more for
+    # blocks cut short at the key's end). Asking for it now spares a top-up round.
+    sampled = round(found.fraction * found.sifted)
+    charged = math.ceil(worker_exposure_bits(max_sifted)) + PASSES
+    wanted = found.sifted + more_sifted(
+        key_bits, found.sifted - sampled, 0, sampled, round(prior_qber * sampled), charged,
+        found.fraction, security, max_sifted)
+    wanted += math.ceil(SIFTING_MARGIN_SD * math.sqrt(wanted / 2))
+    return min(max_sifted, wanted), found.fraction
 
 
 def no_key_possible(key_bits: int, errors: int, sampled: int, threshold: float,

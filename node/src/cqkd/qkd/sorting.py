@@ -1,5 +1,6 @@
-"""The sorting rule: Alice's uniform permutation pi of the raw positions, and the sifted key
-both sides read in that order (step 19): K = [bit[pi(j)] for j if pi(j) in V]."""
+"""The sorting rule: Alice's uniform permutation of a round's sifted bits (step 19). Both
+sides read the sifted bits in position order, then in the permutation's order: its first
+k are the error-estimation sample, the rest go to the key."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import secrets
 import sys
 from array import array
 from collections.abc import Sequence
+from itertools import compress
 
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
 
@@ -35,7 +37,8 @@ def random_permutation(n: int) -> list[int]:
 
 def check_permutation(order: Sequence[int], n: int) -> None:
     """Raise ValueError unless `order` is a permutation of 0..n-1."""
-    if len(order) != n or sorted(order) != list(range(n)):
+    # n distinct values, all in 0..n-1 (a set, where sorting would cost n log n)
+    if len(order) != n or len(set(order)) != n or (n and not 0 <= min(order) <= max(order) < n):
         raise ValueError(f"not a permutation of 0..{n - 1}")
 
 
@@ -44,16 +47,26 @@ def _bit_string(vector: int, n: int) -> bytes:
     return format(vector, f"0{n}b").encode()[::-1].translate(_ZERO_ONE) if n else b""
 
 
-def sifted_key(bits: int, valid: int, order: Sequence[int]) -> bytearray:
-    """The bits at the valid positions, in the order of the sorting rule; one byte per bit."""
-    n = len(order)
-    bit, keep = _bit_string(bits, n), _bit_string(valid, n)
-    return bytearray(bit[i] for i in order if keep[i])
+def sifted_bits(bits: int, valid: int, n: int) -> bytearray:
+    """The bits at the valid positions of 0..n-1, in position order; one byte per bit."""
+    return bytearray(compress(_bit_string(bits, n), _bit_string(valid, n)))
 
 
-def encode_indices(indices: Sequence[int]) -> bytes:
-    """Indices (a permutation or a sample) as 4-byte little-endian integers."""
-    values = array("I", indices)
+def reorder(bits: bytearray, order: Sequence[int]) -> bytearray:
+    """bits[order[0]], bits[order[1]], ...: the bits in the order of the sorting rule."""
+    return bytearray(map(bits.__getitem__, order))
+
+
+def _index_code(limit: int) -> str:
+    """Indices below `limit` travel as 2-byte integers up to 65,536 of them, else 4-byte:
+    the sorting rule of a round up to 65,536 sifted bits then costs half the bytes."""
+    return "H" if limit <= 1 << 16 else "I"
+
+
+def encode_indices(indices: Sequence[int], limit: int) -> bytes:
+    """Indices, each below `limit` (a permutation), as little-endian integers of the
+    width `limit` calls for."""
+    values = array(_index_code(limit), indices)
     if sys.byteorder == "big":
         values.byteswap()
     return values.tobytes()
@@ -61,9 +74,10 @@ def encode_indices(indices: Sequence[int]) -> bytes:
 
 def decode_indices(data: bytes, limit: int) -> list[int]:
     """Inverse of encode_indices; ValueError unless every index is below `limit`."""
-    if len(data) % 4:
-        raise ValueError("index list length is not a multiple of 4")
-    values = array("I", data)
+    values = array(_index_code(limit))
+    if len(data) % values.itemsize:
+        raise ValueError(f"index list length is not a multiple of {values.itemsize}")
+    values.frombytes(data)
     if sys.byteorder == "big":
         values.byteswap()
     if values and max(values) >= limit:

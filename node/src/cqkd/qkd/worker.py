@@ -231,6 +231,7 @@ class Worker:
         if held is not None and held[0] != command.role:
             raise ProtocolError(f"this worker already plays {held[0]} in this session")
         expires = now + self.ttl
+        self._roles.pop(command.process_id, None)  # to the back: it expires last
         self._roles[command.process_id] = (command.role, expires)
         key = (command.round_key, command.chunk)
         if key not in self._tasks:
@@ -330,10 +331,12 @@ class Worker:
     def _expire(self, now: float) -> None:
         for key in [k for k, t in self._tasks.items() if t.expires < now]:
             del self._tasks[key]
-        for pid in [p for p, (_, expires) in self._roles.items() if expires < now]:
-            del self._roles[pid]
-        for nonce in [n for n, expires in self._nonces.items() if expires < now]:
-            del self._nonces[nonce]
+        # Both tables are kept in order of expiry, near enough: the oldest go from the
+        # front, where a scan of every entry per command grew with the sessions of a TTL.
+        while self._roles and next(iter(self._roles.values()))[1] < now:
+            del self._roles[next(iter(self._roles))]
+        while self._nonces and next(iter(self._nonces.values())) < now:
+            del self._nonces[next(iter(self._nonces))]
         self.channel.load = len(self._tasks)
 
     def _schedule_sweep(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from cqkd.qkd.alice import Alice
 from cqkd.qkd.bob import Bob
-from cqkd.qkd.channel import serve_hello
+from cqkd.qkd.channel import Traffic, serve_hello
 from cqkd.qkd.crypto import Identity, admit
 from cqkd.qkd.keystore import KeyStore
 from cqkd.qkd.session import CONFIRMED, SessionView
@@ -37,6 +37,14 @@ class Protocol:
         await self.alice.stop()
         await self.bob.stop()
         await asyncio.gather(*(worker.stop() for worker in self.workers))
+
+    def traffic(self) -> Traffic:
+        """The sealed messages Alice, Bob and the workers have sent so far, all together."""
+        total = Traffic()
+        for channel in [self.alice.channel, self.bob.channel, *(w.channel for w in self.workers)]:
+            total.messages += channel.traffic.messages
+            total.bytes += channel.traffic.bytes
+        return total
 
     def keys_equal(self, view: SessionView) -> bool:
         """Take the session's key out of both stores: True iff both hold it, bit for bit."""
@@ -115,20 +123,28 @@ async def run_sessions(
             begun.set()
             return await protocol.alice.wait(process_id)
 
-    began = time.monotonic()
+    began, cpu, before = time.monotonic(), time.process_time(), protocol.traffic()
     runs = asyncio.gather(*(one() for _ in range(sessions)))
     if kill_fraction > 0:
         await begun.wait()
         await net.kill_workers(kill_fraction)
     views: list[SessionView] = await runs
-    return _session_report(protocol, views, key_bits, concurrency, time.monotonic() - began)
+    after = protocol.traffic()
+    sent = Traffic(after.messages - before.messages, after.bytes - before.bytes)
+    report = _session_report(protocol, views, key_bits, concurrency, time.monotonic() - began,
+                             sent)
+    # The whole process's CPU (Alice, Bob and every worker share it): a figure that other
+    # load on the machine does not inflate as it does the wall-clock ones.
+    report["cpu_seconds_per_session"] = round((time.process_time() - cpu) / sessions, 5)
+    return report
 
 
 def _session_report(
     protocol: Protocol, views: list[SessionView], key_bits: int, concurrency: int,
-    elapsed: float,
+    elapsed: float, sent: Traffic,
 ) -> dict[str, Any]:
-    """`cqkd local --key-bits`'s figures over finished `views` (`elapsed`: seconds)."""
+    """`cqkd local --key-bits`'s figures over finished `views` (`elapsed`: seconds, `sent`:
+    the sealed messages of their sessions, discovery's hellos not included)."""
     confirmed = [v for v in views if v.outcome == CONFIRMED and protocol.keys_equal(v)]
     durations = [v.duration_seconds or 0.0 for v in views]
     qbers = [v.qber for v in views if v.qber is not None]
@@ -154,5 +170,11 @@ def _session_report(
         "leaked_bits_total": sum(v.leaked_bits or 0 for v in views),
         "raw_positions_total": sum(v.raw_bits for v in views),
         "final_key_bits_per_second": round(key_bits * len(confirmed) / elapsed, 1),
+        "messages_total": sent.messages,
+        "messages_per_session": round(sent.messages / len(views), 2) if views else None,
+        "messages_per_confirmed_key_bit": (
+            round(sent.messages / (key_bits * len(confirmed)), 4) if confirmed else None),
+        "bytes_per_confirmed_key_bit": (
+            round(sent.bytes / (key_bits * len(confirmed)), 2) if confirmed else None),
         "outcomes": dict(Counter(str(v.outcome) for v in views)),
     }

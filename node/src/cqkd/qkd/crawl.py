@@ -76,6 +76,15 @@ class Crawl:
             key=lambda p: int.from_bytes(p.node_id, "big") ^ target,
         )[:WIDTH]
 
+    async def _ask(self, peer: Peer, target: int) -> list[Peer] | None:
+        """`peer`'s answer, passed on as soon as it arrives, not when the block's other
+        request (maybe to a dead peer) ends."""
+        answer = await self.node.nearest_known_by(peer, target.to_bytes(20, "big"))
+        if answer is not None:
+            self._add(answer)
+            self.on_found(answer)
+        return answer
+
     async def _block(self, low: int, depth: int) -> None:
         size = 2 ** (ID_BITS - depth)
         target = low + size // 2
@@ -92,15 +101,11 @@ class Crawl:
                 return
             self.requests += len(nearest)
             asked.update(p.node_id for p in nearest)
-            answers = await asyncio.gather(
-                *(self.node.nearest_known_by(p, target.to_bytes(20, "big")) for p in nearest)
-            )
+            answers = await asyncio.gather(*(self._ask(p, target) for p in nearest))
             split = False
             for peer, answer in zip(nearest, answers, strict=True):
                 if answer is None:
                     continue
-                self._add(answer)
-                self.on_found(answer)
                 if inside(peer.node_id):
                     if not answer or not all(inside(p.node_id) for p in answer):
                         return  # a member named every member it knows, then outsiders

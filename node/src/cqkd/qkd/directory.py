@@ -8,8 +8,9 @@ Cost of one refresh (messages sent by this node): the crawl's FIND_NODE requests
 4N/k to 8N/k for N nodes and the DHT's k: 64 at N=500, k=40), plus one hello per address
 not seen before, plus one hello per known address last answered over WORKER_CACHE_SECONDS
 ago (so every known worker once per cache period, not once per refresh). A forced refresh
-(`workers(refresh=True)`) greets every known address. Each hello's result counts as soon
-as it arrives, so a slow or dead peer (at most the RPC timeout) delays no other.
+(`workers(refresh=True)`) greets every known address and waits for every answer. Each
+hello's result counts as soon as it arrives, so a slow or dead peer (at most the RPC
+timeout) delays no other, nor the next refresh.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 # While not every expected worker is seen: a worker that joins is seen within about this
 # plus one crawl (issue 14's goal: 2 s after the last worker is up).
 CONVERGING_REFRESH_SECONDS = 0.5
+# A background refresh waits this long for its hellos; later answers count when they come
+# (a dead peer's takes the RPC timeout), and the next refresh does not greet them again.
+HELLO_WAIT_SECONDS = 0.5
 MISSED_HELLOS_TO_DROP = 2
 
 
@@ -48,6 +52,7 @@ class WorkerDirectory:
         # known worker, missed: it is greeted again once that is a cache period old.
         self._checked: dict[Address, float] = {}
         self._peers: dict[bytes, Peer] = {}  # the last crawl's nodes, seeds of the next
+        self._greetings: dict[Address, asyncio.Task[None]] = {}  # hellos in flight
         self._fresh_until = 0.0
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -63,10 +68,11 @@ class WorkerDirectory:
         self._maintenance = asyncio.create_task(self._maintain(also))
 
     async def stop(self) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._refresh, *self._greetings.values()):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _maintain(self, also: Callable[[], Awaitable[bool]] | None) -> None:
         while True:
@@ -107,15 +113,17 @@ class WorkerDirectory:
     async def _discover(self, everyone: bool) -> list[PeerInfo]:
         node = self.channel.node
         due = time.monotonic() - self.settings.worker_cache_seconds
-        greetings: dict[Address, asyncio.Task[None]] = {}
+        greeted: set[Address] = set()
 
         def greet(peers: Iterable[Peer | PeerInfo]) -> None:
             for peer in peers:
                 address = (peer.host, peer.port)
-                if address not in greetings and (
+                if address in self._greetings or address in greeted or not (
                     everyone or self._checked.get(address, due) <= due
                 ):
-                    greetings[address] = asyncio.create_task(self._greet(address))
+                    continue
+                greeted.add(address)
+                self._greetings[address] = asyncio.create_task(self._greet(address))
 
         began = time.monotonic()
         greet(self._workers.values())
@@ -123,12 +131,12 @@ class WorkerDirectory:
         seeds += node.live_peers()
         greet(seeds)
         expected = max(self.settings.worker_count, len(self._peers))
-        try:
-            self._peers = await Crawl(node, expected, greet).run(seeds)
-            # Observed as DhtNode.discover's lookups were, which the crawl replaces here.
-            DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
-        finally:
-            await asyncio.gather(*greetings.values(), return_exceptions=True)
+        self._peers = await Crawl(node, expected, greet).run(seeds)
+        # Observed as DhtNode.discover's lookups were, which the crawl replaces here.
+        DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
+        if self._greetings:
+            await asyncio.wait(list(self._greetings.values()),
+                               timeout=None if everyone else HELLO_WAIT_SECONDS)
         current = {(p.host, p.port) for p in self._peers.values()} | self._workers.keys()
         self._checked = {a: t for a, t in self._checked.items() if a in current}
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
@@ -138,7 +146,10 @@ class WorkerDirectory:
         """Hello `address` and count its answer at once. A known worker survives one
         unanswered hello (on a busy network answers come late, and /ready must not flap)
         and leaves after MISSED_HELLOS_TO_DROP in a row, a cache period apart."""
-        hello = await self.channel.hello(address)
+        try:
+            hello = await self.channel.hello(address)
+        finally:
+            self._greetings.pop(address, None)
         if hello is not None:
             self._checked[address] = time.monotonic()
             self._missed.pop(address, None)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.network
 async def test_alice_and_bob_see_every_worker_that_joined_after_them() -> None:
     # 400 workers join over 10 s once Alice and Bob run. A count, not a time: 5 s after
     # the last one is up (the goal is 2 s; the crawl took under 1 s here at a load of 40)
-    # both must see every one. Lookups of random ids missed 2 to 6 of them, 3 runs in 3.
+    # both must see every one. Lookups of random ids missed 1 to 10 of them, 5 runs in 5.
     result = await late_join(load_settings(rpc_timeout=3.0), workers=400, join_seconds=10.0,
                              wait_seconds=5.0)
     assert (result.alice_seen, result.bob_seen) == (400, 400)

@@ -19,7 +19,7 @@ ENTRY_POINTS = frozenset({"cqkd.cli", "cqkd.__main__"})
 # What runs a network in one process, by the name it is defined under.
 SIMULATION_PARTS = frozenset(
     {"LocalNetwork", "attach", "run_sessions", "run_local", "serve_local", "create_local_pki",
-     "RogueWorker"}
+     "RogueWorker", "late_join"}
 )
 
 

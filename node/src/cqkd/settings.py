@@ -452,7 +452,6 @@ class Settings:
         256, _integer(1, 65536), "fewest positions per pooled chain, 1..65536"
     )
     worker_cache_seconds: float = setting(10.0, _number(0, 3600), "seconds, 0..3600")
-    discovery_lookups: int = setting(2, _integer(0, 64), "an integer 0..64")
 
     # The names given explicitly (environment, flags, model_copy), as pydantic's fields set.
     _given: frozenset[str] = field(default=frozenset(), repr=False, compare=False)

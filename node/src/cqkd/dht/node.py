@@ -22,12 +22,13 @@ raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
 Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
 `Peer(node_id, host, port)`; `is_reachable(address)` is False while an address that missed
 an RPC is counted dead (the one place that says so); `await discover(extra_lookups)` adds
-the results of lookups of random ids. `await get(key)` / `await set(key, value)` are plain
-Kademlia storage, bounded (storage.py); `set` raises ValueError for a value whose msgpack
-form is over MAX_VALUE_BYTES, before anything is stored or sent. A node made with
-`accept_store=False` (`cqkd worker`: the CQKD protocol never stores on workers) drops every
-STORE it receives. Nodes of one process on one host may share one `proven` table of
-addresses (cqkd.dht.proven; cqkd.sim does).
+the results of lookups of random ids; `await nearest_known_by(peer, target)` asks one peer
+(a single FIND_NODE) for the contacts it knows nearest a target. `await get(key)` /
+`await set(key, value)` are plain Kademlia storage, bounded (storage.py); `set` raises
+ValueError for a value whose msgpack form is over MAX_VALUE_BYTES, before anything is
+stored or sent. A node made with `accept_store=False` (`cqkd worker`: the CQKD protocol
+never stores on workers) drops every STORE it receives. Nodes of one process on one host
+may share one `proven` table of addresses (cqkd.dht.proven; cqkd.sim does).
 """
 
 from __future__ import annotations
@@ -416,6 +417,16 @@ class DhtNode:
                     peers.setdefault(bytes(n.id), Peer(bytes(n.id), n.ip, n.port))
         DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
         return list(peers.values())
+
+    async def nearest_known_by(self, peer: Peer, target: bytes) -> list[Peer] | None:
+        """One FIND_NODE to `peer`: the contacts it knows nearest `target` (20 bytes),
+        nearest first, at most its k (fewer if its answer was cut to fit a datagram), this
+        node left out; None if it did not answer within the RPC timeout."""
+        asked = Node(peer.node_id, peer.host, peer.port)
+        answered, triples = await self.protocol.call_find_node(asked, Node(target))
+        if not answered:
+            return None
+        return [Peer(bytes(i), h, p) for i, h, p in triples if i != self.node_id]
 
     # --- storage ---
 

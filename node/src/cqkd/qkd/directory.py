@@ -1,8 +1,17 @@
-"""Live workers as Alice and Bob see them (step 2): the routing table plus lookups of
-random ids, then a parallel `hello` to each peer. Only peers whose hello carries an
-admission ticket from one of ADMISSION_KEYS count as workers: a node that merely joined
-the DHT serves lookups but never gets a role. Cached briefly, so that back-to-back
-sessions do not rediscover; a session that lost positions forces a refresh."""
+"""Live workers as Alice and Bob see them (step 2): a crawl of the DHT's id space finds
+every node (cqkd.qkd.crawl), then a `hello` to each new address. Only peers whose hello
+carries an admission ticket from one of ADMISSION_KEYS count as workers: a node that merely
+joined the DHT serves lookups but never gets a role. Cached briefly, so that back-to-back
+sessions do not rediscover; a session that lost positions forces a refresh.
+
+Cost of one refresh (messages sent by this node): the crawl's FIND_NODE requests (about
+4N/k to 8N/k for N nodes and the DHT's k: 64 at N=500, k=40), plus one hello per address
+not seen before, plus one hello per known address last answered over WORKER_CACHE_SECONDS
+ago (so every known worker once per cache period, not once per refresh). A forced refresh
+(`workers(refresh=True)`) greets every known address and waits for every answer. Each
+hello's result counts as soon as it arrives, so a slow or dead peer (at most the RPC
+timeout) delays no other, nor the next refresh.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +19,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
+from cqkd.dht.node import Peer
 from cqkd.logs import event
-from cqkd.metrics import NETWORK_CONVERGED_TIMESTAMP
+from cqkd.metrics import DHT_DISCOVERY_DURATION, NETWORK_CONVERGED_TIMESTAMP
 from cqkd.qkd.channel import Address, Channel, PeerInfo
+from cqkd.qkd.crawl import Crawl
 from cqkd.qkd.crypto import is_admitted
 from cqkd.qkd.session import ROLES
 from cqkd.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MORE_DISCOVERY_ROUNDS = 3
-CONVERGING_REFRESH_SECONDS = 1.0
+# While not every expected worker is seen: a worker that joins is seen within about this
+# plus one crawl (issue 14's goal: 2 s after the last worker is up).
+CONVERGING_REFRESH_SECONDS = 0.5
+# A background refresh waits this long for its hellos; later answers count when they come
+# (a dead peer's takes the RPC timeout), and the next refresh does not greet them again.
+HELLO_WAIT_SECONDS = 0.5
 MISSED_HELLOS_TO_DROP = 2
 
 
@@ -31,8 +46,13 @@ class WorkerDirectory:
         self.channel = channel
         self.settings = settings
         self.authorities = settings.admission_key_bytes
-        self._workers: list[PeerInfo] = []
+        self._workers: dict[Address, PeerInfo] = {}
         self._missed: dict[Address, int] = {}
+        # When each address (worker or not) was last greeted and answered, or, for a
+        # known worker, missed: it is greeted again once that is a cache period old.
+        self._checked: dict[Address, float] = {}
+        self._peers: dict[bytes, Peer] = {}  # the last crawl's nodes, seeds of the next
+        self._greetings: dict[Address, asyncio.Task[None]] = {}  # hellos in flight
         self._fresh_until = 0.0
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -41,17 +61,18 @@ class WorkerDirectory:
         self._converged_at: float | None = None
 
     def start(self, also: Callable[[], Awaitable[bool]] | None = None) -> None:
-        """Refresh in the background: every second until WORKER_COUNT workers are seen,
-        then every WORKER_CACHE_SECONDS, so that /ready and /network-status stay current
-        without sessions. `also` runs before each refresh (Alice looks for Bob); while it
-        returns False the refresh stays at every second."""
+        """Refresh in the background: every CONVERGING_REFRESH_SECONDS until WORKER_COUNT
+        workers are seen, then every WORKER_CACHE_SECONDS, so that /ready and
+        /network-status stay current without sessions. `also` runs before each refresh
+        (Alice looks for Bob); while it returns False the refresh stays that frequent."""
         self._maintenance = asyncio.create_task(self._maintain(also))
 
     async def stop(self) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._refresh, *self._greetings.values()):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _maintain(self, also: Callable[[], Awaitable[bool]] | None) -> None:
         while True:
@@ -59,7 +80,7 @@ class WorkerDirectory:
             try:
                 if also is not None:
                     satisfied = await also()
-                await self.workers(refresh=True)
+                await asyncio.shield(self._begin_refresh(everyone=False))
             except Exception as exc:  # keep refreshing; the next round may work
                 event(log, "discovery_failed", logging.WARNING, error=type(exc).__name__)
             converged = satisfied and self.status()["converged"]
@@ -70,56 +91,78 @@ class WorkerDirectory:
 
     @property
     def known(self) -> list[PeerInfo]:
-        return list(self._workers)
+        return list(self._workers.values())
 
     async def workers(self, refresh: bool = False, wait: bool = True) -> list[PeerInfo]:
-        """Live workers, minus those that just failed to answer. A stale list is refreshed;
-        with `wait` false a known list is returned at once and refreshed in the background
-        (for callers inside an RPC handler, whose caller's timeout is short)."""
+        """Live workers, minus those that just failed to answer. A stale list is refreshed
+        (`refresh`: at once, greeting every known address again); with `wait` false a known
+        list is returned at once and refreshed in the background (for callers inside an RPC
+        handler, whose caller's timeout is short)."""
         if refresh or time.monotonic() >= self._fresh_until:
-            if self._refresh is None or self._refresh.done():
-                self._refresh = asyncio.create_task(self._discover())
+            refreshing = self._begin_refresh(everyone=refresh)
             if wait or not self._workers:
-                await asyncio.shield(self._refresh)
+                await asyncio.shield(refreshing)
         node = self.channel.node
-        return [w for w in self._workers if node.is_reachable(w.address)]
+        return [w for w in self._workers.values() if node.is_reachable(w.address)]
 
-    async def _discover(self) -> list[PeerInfo]:
+    def _begin_refresh(self, everyone: bool) -> asyncio.Task[list[PeerInfo]]:
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._discover(everyone))
+        return self._refresh
+
+    async def _discover(self, everyone: bool) -> list[PeerInfo]:
         node = self.channel.node
-        lookups = self.settings.discovery_lookups
-        peers = {p.node_id: p for p in await node.discover(lookups)}
-        # A routing table holds k peers per bucket: in a larger network than that, more
-        # lookups of random ids until the expected worker count is seen (or no progress).
-        for _ in range(MORE_DISCOVERY_ROUNDS):
-            if len(peers) >= self.settings.worker_count:
-                break
-            lookups = max(2 * lookups, 4)
-            found = {p.node_id: p for p in await node.discover(lookups)}
-            if found.keys() <= peers.keys():
-                break
-            peers.update(found)
-        # Known workers stay candidates when this round's lookups missed them, and survive
-        # one unanswered hello: on a busy network answers come late, and /ready must not
-        # flap. A worker leaves after MISSED_HELLOS_TO_DROP unanswered hellos in a row.
-        known = {w.address: w for w in self._workers}
-        addresses = list({(p.host, p.port) for p in peers.values()} | known.keys())
-        hellos = await asyncio.gather(*(self.channel.hello(a) for a in addresses))
-        workers = []
-        for address, hello in zip(addresses, hellos, strict=True):
-            if hello is not None:
-                self._missed.pop(address, None)
-                if set(ROLES) <= set(hello.roles) and self.admitted(hello):
-                    workers.append(hello)
-            elif address in known:
-                self._missed[address] = self._missed.get(address, 0) + 1
-                if self._missed[address] < MISSED_HELLOS_TO_DROP:
-                    workers.append(known[address])
-                else:
-                    del self._missed[address]
-        self._workers = workers
-        self._note_convergence()
+        due = time.monotonic() - self.settings.worker_cache_seconds
+        greeted: set[Address] = set()
+
+        def greet(peers: Iterable[Peer | PeerInfo]) -> None:
+            for peer in peers:
+                address = (peer.host, peer.port)
+                if address in self._greetings or address in greeted or not (
+                    everyone or self._checked.get(address, due) <= due
+                ):
+                    continue
+                greeted.add(address)
+                self._greetings[address] = asyncio.create_task(self._greet(address))
+
+        began = time.monotonic()
+        greet(self._workers.values())
+        seeds = [p for p in self._peers.values() if node.is_reachable((p.host, p.port))]
+        seeds += node.live_peers()
+        greet(seeds)
+        expected = max(self.settings.worker_count, len(self._peers))
+        self._peers = await Crawl(node, expected, greet).run(seeds)
+        # Observed as DhtNode.discover's lookups were, which the crawl replaces here.
+        DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
+        if self._greetings:
+            await asyncio.wait(list(self._greetings.values()),
+                               timeout=None if everyone else HELLO_WAIT_SECONDS)
+        current = {(p.host, p.port) for p in self._peers.values()} | self._workers.keys()
+        self._checked = {a: t for a, t in self._checked.items() if a in current}
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
-        return self._workers
+        return list(self._workers.values())
+
+    async def _greet(self, address: Address) -> None:
+        """Hello `address` and count its answer at once. A known worker survives one
+        unanswered hello (on a busy network answers come late, and /ready must not flap)
+        and leaves after MISSED_HELLOS_TO_DROP in a row, a cache period apart."""
+        try:
+            hello = await self.channel.hello(address)
+        finally:
+            self._greetings.pop(address, None)
+        if hello is not None:
+            self._checked[address] = time.monotonic()
+            self._missed.pop(address, None)
+            if set(ROLES) <= set(hello.roles) and self.admitted(hello):
+                self._workers[address] = hello
+            else:
+                self._workers.pop(address, None)
+        elif address in self._workers:
+            self._checked[address] = time.monotonic()
+            self._missed[address] = self._missed.get(address, 0) + 1
+            if self._missed[address] >= MISSED_HELLOS_TO_DROP:
+                del self._workers[address], self._missed[address]
+        self._note_convergence()
 
     def _converged(self) -> bool:
         return len(self._workers) >= max(6, self.settings.worker_count)

@@ -266,6 +266,43 @@ async def test_health_checks_evict_a_peer_after_three_failures() -> None:
         assert checker_node.protocol.router.is_new_node(victim_node)
 
 
+class CountingChecker(HealthChecker):
+    """A HealthChecker that counts the peers it checks over the network."""
+
+    checked = 0
+
+    async def check_peer(self, peer: Node, depth: Depth) -> bool:
+        self.checked += 1
+        return await super().check_peer(peer, depth)
+
+
+@pytest.mark.parametrize("evidence", ["their_requests", "their_answers"])
+async def test_health_rounds_do_not_check_peers_heard_from_since_the_last(evidence: str) -> None:
+    async with LocalNetwork(fast_settings(), workers=12, maintenance=False) as net:
+        node = net.workers[0]
+        others = [n for n in net.nodes if n is not node]
+        checker = CountingChecker(node.protocol)
+        assert await checker.run_round() is Depth.PING  # round 1 draws the next sample
+        first = checker.checked
+        assert first > 0
+        for other in others:
+            if evidence == "their_requests":
+                answered, _ = await other.protocol.request(node.address, "ping", other.node_id)
+            else:
+                answered, _ = await node.protocol.request(other.address, "ping", node.node_id)
+            assert answered
+        assert await checker.run_round() is Depth.PING
+        assert checker.checked == first  # every sampled peer was heard from: no RPC
+        for _ in range(7):  # rounds 3..9: nobody heard from, so each checks its sample
+            await checker.run_round()
+        assert checker.checked > first
+        before = checker.checked
+        for other in others:
+            await other.protocol.request(node.address, "ping", other.node_id)
+        assert await checker.run_round() is Depth.DEEP  # round 10 checks in full anyway
+        assert checker.checked > before
+
+
 async def test_adaptive_parameters_reach_the_running_server() -> None:
     big = DhtNode(DhtConfig(network_size=500))
     pinned = DhtNode(DhtConfig(network_size=500, adaptive=False))

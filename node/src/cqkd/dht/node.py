@@ -516,12 +516,13 @@ class DhtNode:
         estimate = estimate_network_size(self._server.node.long_id, [n.long_id for n in nearest])
         return max(self.config.network_size, estimate)
 
-    def _apply_params(self) -> None:
+    def _apply_params(self) -> int:
+        """Adapt the parameters to the estimated network size, and return that size."""
         network_size = self.estimated_network_size()
         params = self._resolve(network_size)
         _publish_params(params, network_size)
         if params == self.params:
-            return
+            return network_size
         self.params = params
         server = self._server
         server.alpha, server.ksize = params.alpha, params.k
@@ -536,13 +537,17 @@ class DhtNode:
             k=params.k,
             query_timeout=params.query_timeout,
         )
+        return network_size
 
     async def _maintain(self) -> None:
         assert self.health is not None
+        # One size estimate (a neighbour search) per round: it sets both the parameters
+        # and the next interval.
+        network_size = self.estimated_network_size()
         while True:
-            interval = health_interval(self.estimated_network_size())
+            interval = health_interval(network_size)
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
-            self._apply_params()
+            network_size = self._apply_params()
             await self.health.run_round()
             ROUTING_TABLE_PEERS.set(self.routing_table_size)
             if self.routing_table_size == 0 and self._bootstrap:

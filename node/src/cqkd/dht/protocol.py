@@ -165,6 +165,10 @@ class CqkdProtocol(KademliaProtocol):
         self._srtt, self._rttvar = rpc_timeout / 8, rpc_timeout / 16
         self._recent_joins: deque[float] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The peers the next health round will check (address -> id, health.py), and those
+        # of them heard from since they were chosen: those need no check.
+        self.watched: dict[Address, bytes] = {}
+        self.heard: set[Address] = set()
         self._handlers: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"rpc_{name}") for name in _SIGNATURES if name != "app"
         }
@@ -264,6 +268,8 @@ class CqkdProtocol(KademliaProtocol):
             self._send(RESPONSE, msg_id, self.source_node.id, addr)
             return None
         self._dead.pop(addr, None)
+        if self.watched.get(addr) == args[0]:
+            self.heard.add(addr)
         proven = addr in self._proven
         if name == "app":
             if args[1] not in self.app_handlers:
@@ -344,6 +350,8 @@ class CqkdProtocol(KademliaProtocol):
         timer.cancel()
         self._dead.pop(addr, None)
         self._prove(addr)  # it received our random message id
+        if addr in self.watched:
+            self.heard.add(addr)
         self._observe_rtt(time.monotonic() - sent_at)
         if not future.done():
             future.set_result((True, body))

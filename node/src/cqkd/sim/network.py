@@ -16,6 +16,7 @@ join it through cqkd.sim.sessions.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import Callable
@@ -30,6 +31,12 @@ from cqkd.settings import Settings
 LOOPBACK = "127.0.0.1"
 JOIN_CONCURRENCY = 8  # paced joins: more in flight only adds event-loop lag
 CONVERGENCE_POLL_SECONDS = 0.05
+# Every node of the network lives in this one heap, so each full garbage collection walks
+# every node's tables: at 2,000 nodes collections took 40 % of the process's CPU during the
+# join (10.1 of 25.5 s, timed with gc.callbacks). The tables live as long as the network:
+# every FREEZE_EVERY joins they are moved out of the collector's reach (gc.freeze, after a
+# collection so that no garbage is frozen); stop() hands them back (gc.unfreeze).
+FREEZE_EVERY = 250
 
 
 class ConvergenceError(RuntimeError):
@@ -112,16 +119,21 @@ class LocalNetwork:
         # JOIN_CONCURRENCY at a time (one event loop carries every node's work here).
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)
         last_start = time.monotonic()
+        joined = 0
 
         async def start_worker(node: DhtNode) -> None:
-            nonlocal last_start
+            nonlocal last_start, joined
             async with gate:
                 await node.start()
                 last_start = time.monotonic()
                 await node.join(self.bootstrap_addresses)
+                joined += 1
+                if joined % FREEZE_EVERY == 0:
+                    _freeze_heap()
 
         await asyncio.gather(*(start_worker(n) for n in self.workers))
         await self.wait_converged()
+        _freeze_heap()
         self.discovery_seconds = time.monotonic() - last_start
         self.startup_seconds = time.monotonic() - began
 
@@ -172,3 +184,9 @@ class LocalNetwork:
 
     async def stop(self) -> None:
         await asyncio.gather(*(n.stop() for n in self.nodes))
+        gc.unfreeze()
+
+
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()

@@ -1,16 +1,11 @@
-"""Latency percentiles, computed one way for every bench that reports them."""
+"""Latency summaries for the benches, with the project's one percentile
+(cqkd.sim.stats.percentile)."""
 
 from __future__ import annotations
 
-import statistics
+from cqkd.sim.stats import percentile
 
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The `fraction` (0.01 to 0.99, in steps of 0.01) percentile of two or more samples,
-    interpolated between the closest ranks (statistics' "inclusive" method, numpy's
-    default), in the samples' unit."""
-    cuts = statistics.quantiles(samples, n=100, method="inclusive")
-    return cuts[round(fraction * 100) - 1]
+__all__ = ["percentile", "summary_ms"]
 
 
 def summary_ms(samples: list[float]) -> dict[str, float]:

@@ -33,6 +33,8 @@ CONVERGENCE_POLL_SECONDS = 0.05
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    # cqkd.sim.stats.percentile's definition (this peer imports no cqkd), 0 for no values
+    # as in `cqkd local --json`.
     if not values:
         return 0.0
     if len(values) == 1:

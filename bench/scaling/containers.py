@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cqkd.sim import stats
+
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 
@@ -84,11 +86,8 @@ def lookups_for(workers: int) -> int:
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+    """cqkd.sim.stats.percentile of `values`; None for no values."""
+    return stats.percentile(values, fraction) if values else None
 
 
 def prometheus(url: str, query: str) -> float | None:

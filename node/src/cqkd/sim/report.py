@@ -10,20 +10,12 @@ from __future__ import annotations
 import os
 import random
 import resource
-import statistics
 import time
 from typing import Any
 
 from cqkd.settings import Settings
 from cqkd.sim.network import LocalNetwork
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[round(fraction * 1000) - 1]
+from cqkd.sim.stats import percentile
 
 
 async def run_lookups(net: LocalNetwork, lookups: int) -> dict[str, Any]:
@@ -46,10 +38,10 @@ async def run_lookups(net: LocalNetwork, lookups: int) -> dict[str, Any]:
     cpu = time.process_time() - cpu
     return {
         "lookups": lookups,
-        "lookup_p50_seconds": round(_percentile(durations, 0.50), 6),
-        "lookup_p99_seconds": round(_percentile(durations, 0.99), 6),
-        "set_p50_seconds": round(_percentile(set_durations, 0.50), 6),
-        "set_p99_seconds": round(_percentile(set_durations, 0.99), 6),
+        "lookup_p50_seconds": round(percentile(durations, 0.50), 6) if durations else 0.0,
+        "lookup_p99_seconds": round(percentile(durations, 0.99), 6) if durations else 0.0,
+        "set_p50_seconds": round(percentile(set_durations, 0.50), 6) if set_durations else 0.0,
+        "set_p99_seconds": round(percentile(set_durations, 0.99), 6) if set_durations else 0.0,
         # CPU of the whole process (every node) per store/get pair.
         "cpu_per_pair_seconds": round(cpu / lookups, 6) if lookups else None,
         "query_success_rate": round(found / lookups, 6) if lookups else None,

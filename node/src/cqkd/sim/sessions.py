@@ -20,6 +20,7 @@ from cqkd.qkd.worker import Worker
 from cqkd.settings import Settings
 from cqkd.sim.network import LocalNetwork
 from cqkd.sim.rogue import RogueWorker
+from cqkd.sim.stats import percentile
 
 
 @dataclass
@@ -98,12 +99,6 @@ async def attach(
     return Protocol(alice, bob, alice_keys, bob_keys, workers, found[0] if found else None)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[round(fraction * 100) - 1]
-
-
 async def run_sessions(
     net: LocalNetwork,
     protocol: Protocol,
@@ -162,8 +157,8 @@ def _session_report(
         "sessions": len(views),
         "concurrency": concurrency,
         "sessions_confirmed": len(confirmed),
-        "session_p50_seconds": round(_percentile(durations, 0.50), 4),
-        "session_p99_seconds": round(_percentile(durations, 0.99), 4),
+        "session_p50_seconds": round(percentile(durations, 0.50), 4) if durations else 0.0,
+        "session_p99_seconds": round(percentile(durations, 0.99), 4) if durations else 0.0,
         "qber_mean": round(statistics.fmean(qbers), 4) if qbers else None,
         "reconciliation_efficiency_mean": (
             round(statistics.fmean(efficiencies), 4) if efficiencies else None),

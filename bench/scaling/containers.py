@@ -245,6 +245,8 @@ def step(args: argparse.Namespace) -> None:
         "deploy_rerun_changed": args.rerun_changed,
         "lookups": probe["lookups"],
         "query_success_ratio": succeeded / probe["lookups"] if probe["lookups"] else None,
+        "store_get_success_ratio": (probe["store_gets_succeeded"] / probe["store_gets"]
+                                    if probe["store_gets"] else None),
         "lookup_p50_seconds": percentile(probe["seconds"], 0.5),
         "lookup_p99_seconds": percentile(probe["seconds"], 0.99),
         "worker_container_mib_mean": mib,
@@ -254,7 +256,9 @@ def step(args: argparse.Namespace) -> None:
     })
     notes = [
         "load average 1/5/15 min when read: " + " ".join(f"{x:.1f}" for x in os.getloadavg()),
-        f"load: {probe['lookups']} store/get pairs between {PROBES} probe nodes, "
+        f"load: {probe['lookups']} node lookups (query success, lookup latency) and as many "
+        f"store/get pairs between {PROBES} probe nodes (workers decline STORE: values rest "
+        "only on the other nodes), "
         f"{SESSIONS} sessions of {SESSION_BITS} bits, {SESSIONS_AT_ONCE} at a time",
         "udp_drops: the host's Udp RcvbufErrors during the load (host-wide: other processes"
         " of the machine count too)",

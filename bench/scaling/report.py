@@ -21,7 +21,9 @@ as a dash, left out of the plots):
     discovery_worker_p50_seconds, discovery_worker_p99_seconds,
     discovery_bootstrap_p50_seconds, discovery_bootstrap_p99_seconds,
     alice_convergence_seconds (last worker's start/up until Alice sees every worker, hers),
-    lookups, query_success_ratio (0..1), lookup_p50_seconds, lookup_p99_seconds,
+    lookups, query_success_ratio (0..1: containers, node lookups that found their node;
+    in-process, gets that returned the stored value), store_get_success_ratio (0..1,
+    containers: gets, where workers decline STORE), lookup_p50_seconds, lookup_p99_seconds,
     worker_rss_mib_mean, worker_rss_mib_max, worker_container_mib_mean (docker stats),
     worker_cpu_percent_mean, worker_cpu_seconds_mean,
     sessions, sessions_confirmed, session_p50_seconds, session_p99_seconds,
@@ -84,7 +86,8 @@ PLOTS = (
     Plot("startup.png", "Start-up (first node started until converged)", "s",
          (("startup_seconds", "start-up"),), log_y=True),
     Plot("query_success.png", "Query success", "%",
-         (("query_success_ratio", "gets that returned the stored value"),),
+         (("query_success_ratio", "queries answered (containers: node lookups; in-process: gets)"),
+          ("store_get_success_ratio", "containers: gets that returned the stored value")),
          scale=100.0, seed=SEED_SUCCESS_PERCENT),
     Plot("lookup_latency.png", "Lookup latency", "ms", (
         ("lookup_p50_seconds", "p50"), ("lookup_p99_seconds", "p99"),

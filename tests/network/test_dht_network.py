@@ -11,7 +11,7 @@ import msgpack
 import pytest
 from cqkd.dht.config import DhtConfig
 from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
-from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError
+from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError, adjacent_id
 from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
 from cqkd.metrics import DHT_JOIN_DURATION, DHT_JOINED_TIMESTAMP, DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
@@ -326,6 +326,20 @@ async def test_discover_adds_lookup_results_to_the_routing_table() -> None:
         assert len(peers) >= len(node.live_peers())
         everyone = {n.node_id for n in net.nodes}
         assert ids <= everyone
+
+
+async def test_find_node_locates_every_node_beyond_the_routing_table() -> None:
+    # k = 4 among 33 nodes: a node's own table holds a few of them; the node lookup (the
+    # scaling study's query) must still reach every one, nearest first.
+    async with LocalNetwork(fast_settings(k=4), workers=30) as net:
+        node = net.workers[0]
+        others = [n for n in net.nodes if n is not node]
+        assert len({p.node_id for p in node.live_peers()}) < len(others)
+        for target in others:
+            found = await node.find_node(adjacent_id(target.node_id))
+            assert found and found[0].node_id == target.node_id
+            assert (found[0].host, found[0].port) == target.address
+            assert node.node_id not in {p.node_id for p in found}
 
 
 async def test_datagram_limit_constant_is_rpcudp_s() -> None:

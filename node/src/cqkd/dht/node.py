@@ -22,13 +22,15 @@ raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
 Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
 `Peer(node_id, host, port)`; `is_reachable(address)` is False while an address that missed
 an RPC is counted dead (the one place that says so); `await discover(extra_lookups)` adds
-the results of lookups of random ids; `await nearest_known_by(peer, target)` asks one peer
+the results of lookups of random ids; `await find_node(node_id)` is Kademlia's node lookup
+(the k nodes nearest an id); `await nearest_known_by(peer, target)` asks one peer
 (a single FIND_NODE) for the contacts it knows nearest a target. `await get(key)` /
 `await set(key, value)` are plain Kademlia storage, bounded (storage.py); `set` raises
 ValueError for a value whose msgpack form is over MAX_VALUE_BYTES, before anything is
 stored or sent. A node made with `accept_store=False` (`cqkd worker`: the CQKD protocol
-never stores on workers) drops every STORE it receives. Nodes of one process on one host
-may share one `proven` table of addresses (cqkd.dht.proven; cqkd.sim does).
+never stores on workers) declines every STORE it receives (answers False, keeps nothing).
+Nodes of one process on one host may share one `proven` table of addresses
+(cqkd.dht.proven; cqkd.sim does).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ from cqkd.metrics import (
     ROUTING_TABLE_PEERS,
 )
 
-__all__ = ["MAX_PAYLOAD_BYTES", "DhtConfig", "DhtNode", "JoinError", "Peer"]
+__all__ = ["MAX_PAYLOAD_BYTES", "DhtConfig", "DhtNode", "JoinError", "Peer", "adjacent_id"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,12 @@ class Peer(NamedTuple):
     node_id: bytes
     host: str
     port: int
+
+
+def adjacent_id(node_id: bytes) -> bytes:
+    """`node_id` with its last bit flipped: no other id is nearer to it (XOR distance 1),
+    so a node lookup of it finds the node `node_id` itself first (DhtNode.find_node)."""
+    return (int.from_bytes(node_id, "big") ^ 1).to_bytes(len(node_id), "big")
 
 
 class JoinError(RuntimeError):
@@ -417,6 +425,15 @@ class DhtNode:
                     peers.setdefault(bytes(n.id), Peer(bytes(n.id), n.ip, n.port))
         DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
         return list(peers.values())
+
+    async def find_node(self, node_id: bytes) -> list[Peer]:
+        """Kademlia's node lookup (iterative FIND_NODE, section 2.3 of the paper): the k
+        live nodes nearest `node_id` (20 bytes) that the network knows, nearest first, this
+        node left out; [] when the lookup ran out of QUERY_TIMEOUT. As in kademlia, a node
+        never names a contact whose id is the target itself: to locate node X, look up an
+        id next to X's (`adjacent_id`), whose nearest node is X."""
+        found = await self._lookup(Node(node_id), None, "find_node")
+        return [Peer(bytes(n.id), n.ip, n.port) for n in found if n.id != self.node_id]
 
     async def nearest_known_by(self, peer: Peer, target: bytes) -> list[Peer] | None:
         """One FIND_NODE to `peer`: the contacts it knows nearest `target` (20 bytes),

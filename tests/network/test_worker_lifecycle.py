@@ -6,7 +6,9 @@ import time
 
 import pytest
 from cqkd.qkd.channel import RemoteError
-from cqkd.qkd.worker import Command
+from cqkd.qkd.crypto import Identity, admit
+from cqkd.qkd.session import CONFIRMED
+from cqkd.qkd.worker import Command, Worker
 from cqkd.settings import load_settings
 from helpers.network import protocol_network
 
@@ -52,3 +54,20 @@ async def test_stopped_owners_refuse_their_messages() -> None:
         assert "unknown message kind" not in await refusal()
         await p.bob.stop()
         assert "unknown message kind" in await refusal()
+
+
+async def test_a_session_after_every_worker_restarted_with_a_new_identity_confirms() -> None:
+    # A redeploy replaces the worker containers: the same addresses answer with new keys.
+    # Alice and Bob greet a known worker only once per WORKER_CACHE_SECONDS, so the first
+    # session after the replacement sealed every command to a key nobody held and failed
+    # (`timeout`, 0 sifted bits in 64 rounds), as the deploy test's redeploy did in CI.
+    settings = load_settings(rpc_timeout=3.0, worker_cache_seconds=600)
+    async with protocol_network(settings, 15) as (_, p):
+        assert (await p.alice.run_session(64)).outcome == CONFIRMED
+        for index, old in enumerate(p.workers):
+            await old.stop()
+            identity = Identity.generate()
+            p.workers[index] = Worker(old.node, identity, p.alice.settings,
+                                      admit(p.authority, identity.public_key))
+            await p.workers[index].start()
+        assert (await p.alice.run_session(64)).outcome == CONFIRMED

@@ -453,12 +453,15 @@ class Alice(Owner[_Round]):
         command = Command(view.process_id, round_key, role, chain.chunk, chain.count, feeds,
                           time.time(), receiver=w[role].public_key, sources=sources,
                           masks=masks)
+        worker = chain.workers[role]
         try:
             reply = await self.channel.send(
-                chain.workers[role], {"k": "command", "cmd": self.identity.sign(command.to_wire())})
+                worker, {"k": "command", "cmd": self.identity.sign(command.to_wire())})
         except Exception as exc:
             event(log, "command_refused", logging.WARNING, role=role, error=str(exc)[:120])
-            return False
+            reply = None
+        if reply is None:  # maybe a new identity at that address: the next round knows
+            self.directory.recheck(worker.address)
         return reply is not None
 
     async def _reveal(

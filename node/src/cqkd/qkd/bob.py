@@ -241,6 +241,7 @@ class Bob(Owner[_Round]):
                     return  # done, or QPM is gone and the chain with it
             except RemoteError:
                 pass
+            self.directory.recheck(worker.address)
             spare = [w for w in await self.directory.workers(wait=False)
                      if w.public_key != worker.public_key
                      and session.assigned.get(w.public_key, "BG_B") == "BG_B"]

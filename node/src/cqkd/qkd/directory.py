@@ -142,6 +142,15 @@ class WorkerDirectory:
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
         return list(self._workers.values())
 
+    def recheck(self, address: Address) -> None:
+        """Hello `address` again now (unless a hello to it is in flight): a worker that
+        refused or missed a message may have restarted at the same address with a new
+        identity, whose key the next round must use. A redeploy that replaces the
+        containers does exactly that, and known workers are otherwise greeted only once per
+        WORKER_CACHE_SECONDS."""
+        if address not in self._greetings:
+            self._greetings[address] = asyncio.create_task(self._greet(address))
+
     async def _greet(self, address: Address) -> None:
         """Hello `address` and count its answer at once. A known worker survives one
         unanswered hello (on a busy network answers come late, and /ready must not flap)

@@ -32,6 +32,7 @@ class Protocol:
     alice_keys: KeyStore
     bob_keys: KeyStore
     workers: list[Worker]
+    authority: Identity  # the deployment's admission key: it admits workers added later
     rogue: RogueWorker | None = None
 
     async def stop(self) -> None:
@@ -96,7 +97,8 @@ async def attach(
     await bob.start()
     await alice.start()
     found = [w for w in workers if isinstance(w, RogueWorker)]
-    return Protocol(alice, bob, alice_keys, bob_keys, workers, found[0] if found else None)
+    return Protocol(alice, bob, alice_keys, bob_keys, workers, authority,
+                    found[0] if found else None)
 
 
 async def run_sessions(

@@ -46,7 +46,7 @@ _SESSION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0,
 # --- DHT layer ---
 DHT_LOOKUP_DURATION = Histogram(
     "cqkd_dht_lookup_duration_seconds",
-    "Duration of DHT lookups (get, set, find_node).",
+    "Duration of DHT lookups (get, set, find_node) and of a crawl's FIND_NODEs (crawl).",
     ["operation"],
     buckets=_LOOKUP_BUCKETS,
 )

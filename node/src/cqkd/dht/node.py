@@ -440,7 +440,12 @@ class DhtNode:
         nearest first, at most its k (fewer if its answer was cut to fit a datagram), this
         node left out; None if it did not answer within the RPC timeout."""
         asked = Node(peer.node_id, peer.host, peer.port)
+        began = time.monotonic()
         answered, triples = await self.protocol.call_find_node(asked, Node(target))
+        # A query like a lookup's, for the query success rate and lookup duration panels:
+        # Alice's and Bob's crawls are most of a deployment's DHT queries.
+        DHT_LOOKUP_DURATION.labels(operation="crawl").observe(time.monotonic() - began)
+        DHT_QUERIES.labels(operation="crawl", result="ok" if answered else "timeout").inc()
         if not answered:
             return None
         return [Peer(bytes(i), h, p) for i, h, p in triples if i != self.node_id]

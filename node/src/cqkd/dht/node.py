@@ -21,9 +21,9 @@ raises ValueError for a payload over MAX_PAYLOAD_BYTES or a name over 64 bytes.
 
 Peers: `live_peers()` lists the routing table (minus peers that just timed out) as
 `Peer(node_id, host, port)`; `is_reachable(address)` is False while an address that missed
-an RPC is counted dead (the one place that says so); `await discover(extra_lookups)` adds
-the results of lookups of random ids; `await find_node(node_id)` is Kademlia's node lookup
-(the k nodes nearest an id); `await nearest_known_by(peer, target)` asks one peer
+an RPC is counted dead (the one place that says so); `await find_node(node_id)` is
+Kademlia's node lookup (the k nodes nearest an id); `await nearest_known_by(peer, target)`
+asks one peer
 (a single FIND_NODE) for the contacts it knows nearest a target. `await get(key)` /
 `await set(key, value)` are plain Kademlia storage, bounded (storage.py); `set` raises
 ValueError for a value whose msgpack form is over MAX_VALUE_BYTES, before anything is
@@ -411,20 +411,6 @@ class DhtNode:
             self._lookup(self._server.node, None, "find_node"),
             self._lookup(Node(os.urandom(20)), None, "find_node"),
         )
-
-    async def discover(self, extra_lookups: int) -> list[Peer]:
-        """Routing-table peers plus those found by `extra_lookups` lookups of random ids."""
-        began = time.monotonic()
-        results = await asyncio.gather(
-            *(self._lookup(Node(os.urandom(20)), None, "find_node") for _ in range(extra_lookups))
-        )
-        peers = {p.node_id: p for p in self.live_peers()}
-        for nodes in results:
-            for n in nodes:
-                if n.id != self.node_id and self.is_reachable((n.ip, n.port)):
-                    peers.setdefault(bytes(n.id), Peer(bytes(n.id), n.ip, n.port))
-        DHT_DISCOVERY_DURATION.observe(time.monotonic() - began)
-        return list(peers.values())
 
     async def find_node(self, node_id: bytes) -> list[Peer]:
         """Kademlia's node lookup (iterative FIND_NODE, section 2.3 of the paper): the k

@@ -331,6 +331,33 @@ async def test_find_node_locates_every_node_beyond_the_routing_table() -> None:
             assert node.node_id not in {p.node_id for p in found}
 
 
+async def test_a_node_whose_join_found_almost_nobody_announces_itself_later() -> None:
+    # The newcomer joins through a bootstrap that knows nobody yet (as a join whose lookup
+    # timed out on a loaded host: 2 of 500 workers in containers kept tables of 4-5 peers
+    # and were never found). Once that bootstrap is in the network, the newcomer's next
+    # maintenance round repeats its self-lookup and its neighbours learn it; on the old
+    # code no lookup ever located it.
+    # k = 4: a lookup then asks only the newcomer's id-space neighbours, not most nodes.
+    async with LocalNetwork(fast_settings(k=4), workers=30) as net:
+        lonely_bootstrap = DhtNode(net.config, "bootstrap", host="127.0.0.1", port=0,
+                                   proven=net.proven)
+        newcomer = DhtNode(net.config, "worker", host="127.0.0.1", port=0, proven=net.proven)
+        net.extra += [lonely_bootstrap, newcomer]
+        await lonely_bootstrap.start()
+        await newcomer.start()
+        await newcomer.join([lonely_bootstrap.address])
+        assert newcomer.routing_table_size == 1
+        await lonely_bootstrap.join(net.bootstrap_addresses)
+        seeker = net.workers[0]
+
+        async def located() -> bool:
+            found = await seeker.find_node(adjacent_id(newcomer.node_id))
+            return bool(found) and found[0].node_id == newcomer.node_id
+
+        # One maintenance round: at most 1.5 health intervals (15 s for 33 nodes).
+        await until(located, "a lookup locates the newcomer", seconds=30, interval=1.0)
+
+
 async def test_datagram_limit_constant_is_rpcudp_s() -> None:
     assert MAX_DATAGRAM_BYTES == 1 + 20 + 8192
 

@@ -51,6 +51,9 @@ class WorkerDirectory:
         # When each address (worker or not) was last greeted and answered, or, for a
         # known worker, missed: it is greeted again once that is a cache period old.
         self._checked: dict[Address, float] = {}
+        # Why each greeted address that is not a worker is not (its last hello's outcome),
+        # for /network-status: a deployment that does not converge says which and why.
+        self._refused: dict[Address, str] = {}
         self._peers: dict[bytes, Peer] = {}  # the last crawl's nodes, seeds of the next
         self._greetings: dict[Address, asyncio.Task[None]] = {}  # hellos in flight
         self._fresh_until = 0.0
@@ -139,6 +142,7 @@ class WorkerDirectory:
                                timeout=None if everyone else HELLO_WAIT_SECONDS)
         current = {(p.host, p.port) for p in self._peers.values()} | self._workers.keys()
         self._checked = {a: t for a, t in self._checked.items() if a in current}
+        self._refused = {a: r for a, r in self._refused.items() if a in current}
         self._fresh_until = time.monotonic() + self.settings.worker_cache_seconds
         return list(self._workers.values())
 
@@ -155,14 +159,23 @@ class WorkerDirectory:
         """Hello `address` and count its answer at once. A known worker survives one
         unanswered hello (on a busy network answers come late, and /ready must not flap)
         and leaves after MISSED_HELLOS_TO_DROP in a row, a cache period apart."""
+        unreachable = not self.channel.node.is_reachable(address)
         try:
             hello = await self.channel.hello(address)
         finally:
             self._greetings.pop(address, None)
+        if hello is None:
+            self._refused[address] = "unreachable" if unreachable else "no_answer"
+        elif not set(ROLES) <= set(hello.roles):
+            self._refused[address] = "not_a_worker"
+        elif not self.admitted(hello):
+            self._refused[address] = "not_admitted"
+        else:
+            self._refused.pop(address, None)
         if hello is not None:
             self._checked[address] = time.monotonic()
             self._missed.pop(address, None)
-            if set(ROLES) <= set(hello.roles) and self.admitted(hello):
+            if address not in self._refused:
                 self._workers[address] = hello
             else:
                 self._workers.pop(address, None)
@@ -200,4 +213,22 @@ class WorkerDirectory:
             "expected_workers": self.settings.worker_count,
             "converged": self._converged(),
             "converged_at": self._converged_at,
+            "not_workers": self._not_workers(),
         }
+
+    def _not_workers(self) -> dict[str, int]:
+        """How many nodes of the last crawl are not counted as workers, by reason: their
+        last hello was refused by the DHT layer at once (`unreachable`: the address missed
+        an RPC within DEAD_PEER_TTL), went unanswered (`no_answer`), or was answered by a
+        node without every role (`not_a_worker`: bootstraps, Alice, Bob) or without a valid
+        admission ticket (`not_admitted`); `greeting` while a hello is in flight and
+        `not_greeted` before the first."""
+        counts: dict[str, int] = {}
+        for peer in self._peers.values():
+            address = (peer.host, peer.port)
+            if address in self._workers:
+                continue
+            reason = "greeting" if address in self._greetings else self._refused.get(
+                address, "not_greeted")
+            counts[reason] = counts.get(reason, 0) + 1
+        return counts

@@ -1,11 +1,16 @@
 """Alice and Bob find every worker, also those that join after them (issue 14): a crawl of
 the id space, not lookups of random ids. Real UDP on loopback, in this process."""
 
+import asyncio
+
 import pytest
+from cqkd.qkd.channel import RPC_HELLO
 from cqkd.qkd.crawl import Crawl
 from cqkd.settings import load_settings
 from cqkd.sim.late_join import late_join
 from cqkd.sim.network import LocalNetwork
+from helpers.network import protocol_network
+from helpers.waits import until
 
 pytestmark = pytest.mark.network
 
@@ -33,3 +38,51 @@ async def test_a_crawl_from_one_bootstrap_finds_every_node_within_its_request_bo
         # 204 nodes at k=40: 16 blocks of about 13, two requests each, and more steps in
         # blocks where the crawler knew nobody at first.
         assert crawl.depth == 4 and 32 <= crawl.requests <= crawl.budget == 256
+
+
+async def test_a_worker_that_answers_hellos_late_is_not_dropped() -> None:
+    # A loaded host answers after the RPC timeout (500 starting containers on 2 cores:
+    # thousands of late answers); Alice waits three RPC timeouts for a hello's answer. On
+    # the old code the slow worker missed both forced refreshes and was dropped (5 of 6).
+    async with protocol_network(load_settings(rpc_timeout=0.5), workers=6) as (_, p):
+        slow = p.workers[0]
+        answer_hello = slow.channel._on_hello
+
+        async def late_hello(sender: tuple[str, int], payload: bytes) -> bytes:
+            await asyncio.sleep(0.9)
+            return await answer_hello(sender, payload)
+
+        slow.channel.node.register_rpc(RPC_HELLO, late_hello)
+        for _ in range(2):
+            seen = await p.alice.directory.workers(refresh=True)
+        assert slow.channel.node.address in {(w.host, w.port) for w in seen}
+        assert len(p.alice.directory.known) == 6
+
+
+async def test_a_worker_that_missed_a_hello_is_greeted_again_before_the_dead_mark_ends() -> None:
+    # A missed hello marks the address dead in the DHT layer for DEAD_PEER_TTL (15 s),
+    # during which the old code's hellos failed at once: Alice could not see the worker
+    # again (the 500-worker deploy's "unreachable" workers). Hellos now ask all the same.
+    async with protocol_network(load_settings(rpc_timeout=0.5), workers=6) as (_, p):
+        slow = p.workers[0]
+        answer_hello = slow.channel._on_hello
+        silent = [True]
+
+        async def hello_after_the_first(sender: tuple[str, int], payload: bytes) -> bytes:
+            if silent:
+                silent.clear()
+                await asyncio.Event().wait()  # never answers this one, not even late
+            return await answer_hello(sender, payload)
+
+        slow.channel.node.register_rpc(RPC_HELLO, hello_after_the_first)
+        address = slow.channel.node.address
+        seen = await p.alice.directory.workers(refresh=True)
+        assert address not in {(w.host, w.port) for w in seen}
+        assert not p.alice.node.is_reachable(address)
+        p.alice.directory.recheck(address)
+
+        async def seen_again() -> bool:
+            workers = await p.alice.directory.workers(wait=False)
+            return address in {(w.host, w.port) for w in workers}
+
+        await until(seen_again, "Alice sees the worker again", seconds=5)

@@ -482,13 +482,21 @@ class DhtNode:
             raise ValueError(f"RPC name must be 1..{MAX_APP_NAME_BYTES} bytes")
         self._app_handlers[name] = handler
 
-    async def call(self, address: Address, name: str, payload: bytes) -> bytes | None:
+    async def call(
+        self, address: Address, name: str, payload: bytes, answer_within: float | None = None,
+        even_if_dead: bool = False,
+    ) -> bytes | None:
+        """Application RPC `name` to `address`: the answer's payload, or None when it did
+        not answer within `answer_within` seconds (default: the RPC timeout), refused, or is
+        counted dead (`even_if_dead` asks all the same). Raises ValueError for a name or
+        payload over its limit."""
         if len(name.encode()) > MAX_APP_NAME_BYTES:
             raise ValueError(f"RPC name must be at most {MAX_APP_NAME_BYTES} bytes")
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise ValueError(f"payload is {len(payload)} bytes, over {MAX_PAYLOAD_BYTES}")
         answered, response = await self.protocol.request(
-            address, "app", self.node_id, name, bytes(payload)
+            address, "app", self.node_id, name, bytes(payload), timeout=answer_within,
+            even_if_dead=even_if_dead,
         )
         if not answered:
             self._evict_address(address)

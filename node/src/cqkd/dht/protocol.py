@@ -407,22 +407,26 @@ class CqkdProtocol(KademliaProtocol):
         return True
 
     def request(
-        self, address: Address, name: str, *args: Any, probe: bool = False
+        self, address: Address, name: str, *args: Any, probe: bool = False,
+        timeout: float | None = None, even_if_dead: bool = False,
     ) -> asyncio.Future[tuple[bool, Any]]:
-        """Send RPC `name`; the future yields (answered, result), (False, None) on timeout.
+        """Send RPC `name`; the future yields (answered, result), (False, None) after
+        `timeout` seconds (default: the RPC timeout), or at once to an address counted dead
+        unless `even_if_dead`.
 
         A `probe` (an address-proving ping) that times out does not mark the peer dead.
         Raises ValueError for a request over MAX_RPC_BYTES (nothing is sent)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
-        if self.is_dead(address) or self.transport is None or self.transport.is_closing():
+        dead = self.is_dead(address) and not even_if_dead
+        if dead or self.transport is None or self.transport.is_closing():
             future.set_result((False, None))
             return future
         body = msgpack.packb([name, args])
         if len(body) > MAX_RPC_BYTES:
             raise ValueError(f"RPC {name} is {len(body)} bytes, over the {MAX_RPC_BYTES} limit")
         msg_id = os.urandom(MSG_ID_BYTES)
-        timer = loop.call_later(self.rpc_timeout, self._on_timeout, msg_id, probe)
+        timer = loop.call_later(timeout or self.rpc_timeout, self._on_timeout, msg_id, probe)
         self._pending[msg_id] = (future, timer, address, time.monotonic())
         self.transport.sendto(bytes((REQUEST,)) + msg_id + body, address)
         return future

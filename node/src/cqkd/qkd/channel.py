@@ -156,8 +156,14 @@ class Channel:
     async def _on_hello(self, sender: Address, payload: bytes) -> bytes:
         return msgpack.packb([self.identity.public_key, list(self.roles), self.load, self.ticket])
 
-    async def hello(self, address: Address) -> PeerInfo | None:
-        answer = await self.node.call(address, RPC_HELLO, b"")
+    async def hello(
+        self, address: Address, answer_within: float | None = None, even_if_dead: bool = False
+    ) -> PeerInfo | None:
+        """The node at `address` as it describes itself; None if it did not answer within
+        `answer_within` seconds (default: the DHT's RPC timeout), answered nonsense, or is counted
+        dead by the DHT layer (unless `even_if_dead`)."""
+        answer = await self.node.call(address, RPC_HELLO, b"", answer_within=answer_within,
+                                      even_if_dead=even_if_dead)
         if answer is None:
             return None
         try:

@@ -9,8 +9,8 @@ Cost of one refresh (messages sent by this node): the crawl's FIND_NODE requests
 not seen before, plus one hello per known address last answered over WORKER_CACHE_SECONDS
 ago (so every known worker once per cache period, not once per refresh). A forced refresh
 (`workers(refresh=True)`) greets every known address and waits for every answer. Each
-hello's result counts as soon as it arrives, so a slow or dead peer (at most the RPC
-timeout) delays no other, nor the next refresh.
+hello's result counts as soon as it arrives, so a slow or dead peer (at most three RPC
+timeouts) delays no other, nor the next refresh.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ CONVERGING_REFRESH_SECONDS = 0.5
 # (a dead peer's takes the RPC timeout), and the next refresh does not greet them again.
 HELLO_WAIT_SECONDS = 0.5
 MISSED_HELLOS_TO_DROP = 2
+# A hello's answer is awaited this many RPC timeouts: while 500 worker containers started
+# on 2 cores, thousands of answers reached Alice after the 2-s RPC timeout, known workers
+# missed two hellos in a row and were dropped, and her convergence came and went (three
+# times in 90 s). Nothing waits on a hello but its own answer.
+HELLO_TIMEOUT_RPC_TIMEOUTS = 3
 
 
 class WorkerDirectory:
@@ -159,13 +164,16 @@ class WorkerDirectory:
         """Hello `address` and count its answer at once. A known worker survives one
         unanswered hello (on a busy network answers come late, and /ready must not flap)
         and leaves after MISSED_HELLOS_TO_DROP in a row, a cache period apart."""
-        unreachable = not self.channel.node.is_reachable(address)
         try:
-            hello = await self.channel.hello(address)
+            timeout = HELLO_TIMEOUT_RPC_TIMEOUTS * self.channel.node.config.rpc_timeout
+            # Even to an address counted dead: a worker whose hello timed out under load
+            # would otherwise stay unseen for the DHT's DEAD_PEER_TTL (15 s). One hello per
+            # address is in flight at a time, so a dead one costs one per timeout.
+            hello = await self.channel.hello(address, answer_within=timeout, even_if_dead=True)
         finally:
             self._greetings.pop(address, None)
         if hello is None:
-            self._refused[address] = "unreachable" if unreachable else "no_answer"
+            self._refused[address] = "no_answer"
         elif not set(ROLES) <= set(hello.roles):
             self._refused[address] = "not_a_worker"
         elif not self.admitted(hello):
@@ -218,8 +226,7 @@ class WorkerDirectory:
 
     def _not_workers(self) -> dict[str, int]:
         """How many nodes of the last crawl are not counted as workers, by reason: their
-        last hello was refused by the DHT layer at once (`unreachable`: the address missed
-        an RPC within DEAD_PEER_TTL), went unanswered (`no_answer`), or was answered by a
+        last hello went unanswered (`no_answer`), or was answered by a
         node without every role (`not_a_worker`: bootstraps, Alice, Bob) or without a valid
         admission ticket (`not_admitted`); `greeting` while a hello is in flight and
         `not_greeted` before the first."""

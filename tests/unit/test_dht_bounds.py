@@ -108,7 +108,7 @@ def test_token_buckets_keep_no_state_for_keys_whose_bucket_is_full_again() -> No
         assert buckets.allow(("10.0.0.1", port))
     assert buckets.allow(A)
     clock.now = 1.0  # every bucket full again: no state needed
-    for port in range(1000, 1100):
+    for port in range(1000, 1200):  # the sweep comes when the table has doubled again
         assert buckets.allow(("10.0.0.1", port))
-    assert len(buckets) <= 200
+    assert len(buckets) <= 300
     assert [buckets.allow(B) for _ in range(6)] == [True] * 5 + [False]  # still limits

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 
-MIN_SWEEP = 64
+MIN_SWEEP = 16
 EPSILON = 1e-9  # float sums of 1 / rate must not refuse the burst's last token
 
 

@@ -160,8 +160,8 @@ class Channel:
         self, address: Address, answer_within: float | None = None, even_if_dead: bool = False
     ) -> PeerInfo | None:
         """The node at `address` as it describes itself; None if it did not answer within
-        `answer_within` seconds (default: the DHT's RPC timeout), answered nonsense, or is counted
-        dead by the DHT layer (unless `even_if_dead`)."""
+        `answer_within` seconds (default: the DHT's RPC timeout), answered nonsense, or is
+        counted dead by the DHT layer (unless `even_if_dead`)."""
         answer = await self.node.call(address, RPC_HELLO, b"", answer_within=answer_within,
                                       even_if_dead=even_if_dead)
         if answer is None:

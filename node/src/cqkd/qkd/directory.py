@@ -172,26 +172,25 @@ class WorkerDirectory:
             hello = await self.channel.hello(address, answer_within=timeout, even_if_dead=True)
         finally:
             self._greetings.pop(address, None)
-        if hello is None:
-            self._refused[address] = "no_answer"
-        elif not set(ROLES) <= set(hello.roles):
-            self._refused[address] = "not_a_worker"
-        elif not self.admitted(hello):
-            self._refused[address] = "not_admitted"
-        else:
-            self._refused.pop(address, None)
         if hello is not None:
             self._checked[address] = time.monotonic()
             self._missed.pop(address, None)
-            if address not in self._refused:
-                self._workers[address] = hello
+            if not set(ROLES) <= set(hello.roles):
+                self._refused[address] = "not_a_worker"
+            elif not self.admitted(hello):
+                self._refused[address] = "not_admitted"
             else:
+                self._refused.pop(address, None)
+                self._workers[address] = hello
+            if address in self._refused:
                 self._workers.pop(address, None)
-        elif address in self._workers:
-            self._checked[address] = time.monotonic()
-            self._missed[address] = self._missed.get(address, 0) + 1
-            if self._missed[address] >= MISSED_HELLOS_TO_DROP:
-                del self._workers[address], self._missed[address]
+        else:
+            self._refused[address] = "no_answer"
+            if address in self._workers:
+                self._checked[address] = time.monotonic()
+                self._missed[address] = self._missed.get(address, 0) + 1
+                if self._missed[address] >= MISSED_HELLOS_TO_DROP:
+                    del self._workers[address], self._missed[address]
         self._note_convergence()
 
     def _converged(self) -> bool:
@@ -226,10 +225,9 @@ class WorkerDirectory:
 
     def _not_workers(self) -> dict[str, int]:
         """How many nodes of the last crawl are not counted as workers, by reason: their
-        last hello went unanswered (`no_answer`), or was answered by a
-        node without every role (`not_a_worker`: bootstraps, Alice, Bob) or without a valid
-        admission ticket (`not_admitted`); `greeting` while a hello is in flight and
-        `not_greeted` before the first."""
+        last hello went unanswered (`no_answer`), or was answered by a node without every
+        role (`not_a_worker`: bootstraps, Bob) or without a valid admission ticket
+        (`not_admitted`); `greeting` while a hello is in flight, `not_greeted` before."""
         counts: dict[str, int] = {}
         for peer in self._peers.values():
             address = (peer.host, peer.port)

@@ -1,11 +1,15 @@
 """The concurrent container module's diff: create, replace, remove, leave alone.
 
 roles/dht_nodes/library/cqkd_containers.py's `plan` is a pure function of the desired
-containers and the role's existing ones; no Docker needed.
+containers and the role's existing ones; no Docker needed. So are the label it gives a
+container and the files it writes before the containers start (a real directory here).
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from types import ModuleType
 
 from deploy_helpers import REPO
@@ -72,3 +76,39 @@ def test_create_body_carries_the_hardened_options_and_the_spec_label() -> None:
     assert host["Tmpfs"] == {"/tmp": "size=16m,mode=1777"}
     assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] and host["Init"]
     assert host["NetworkMode"] == "host" and host["PidsLimit"] == 256
+
+
+def test_the_label_follows_the_spec_and_the_image() -> None:
+    label = _module().label_hash
+    assert label("h", "sha256:aa") == label("h", "sha256:aa")
+    assert len(label("h", "sha256:aa")) == 40
+    # A new image replaces every container, though its spec stayed the same.
+    assert label("h", "sha256:aa") != label("h", "sha256:bb")
+    assert label("h", "sha256:aa") != label("g", "sha256:aa")
+
+
+def test_a_file_is_written_once_then_left_alone(tmp_path: Path) -> None:
+    ensure = _module().ensure_file
+    path = tmp_path / "etc" / "workers" / "admission.key"
+    owner = os.getuid()
+
+    assert ensure(str(path), "k1\n", 0o400, owner, 0o700) is True
+    assert path.read_text() == "k1\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert ensure(str(path), "k1\n", 0o400, owner, 0o700) is False
+
+    # A dry run reports the change and writes nothing.
+    assert ensure(str(path), "k2\n", 0o400, owner, 0o700, check=True) is True
+    assert path.read_text() == "k1\n"
+    assert ensure(str(path), "k2\n", 0o400, owner, 0o700) is True
+    assert path.read_text() == "k2\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+    # A mode set by hand is put back; no temporary file is left behind.
+    path.chmod(0o644)
+    path.parent.chmod(0o755)
+    assert ensure(str(path), "k2\n", 0o400, owner, 0o700) is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == ["admission.key"]

@@ -2,17 +2,22 @@
 """Ansible module: make one host's containers of one role exactly the desired ones, at once.
 
 A loop of community.docker.docker_container tasks costs one module start (about a second on
-a busy 2-core host) per container: 500 workers took minutes. This module lists the role's
-containers once, works out what to do from each container's spec-hash label
-(io.cqkd.spec, the one restart mechanism), then creates, replaces and removes containers
-with a bounded pool of threads. It talks to the engine through the Docker API client that
-community.docker ships (its module_utils need only `requests` on the target).
+a busy 2-core host) per container: 500 workers took minutes. This module writes the files
+the containers mount, looks up the image, lists the role's containers once, works out what
+to do from each container's spec-hash label (io.cqkd.spec, the one restart mechanism), then
+creates, replaces and removes containers with a bounded pool of threads. One call per host
+and role: every task costs time on a rerun, so files, image check and containers are one.
+It talks to the engine through the Docker API client that community.docker ships (its
+module_utils need only `requests` on the target).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,15 +32,27 @@ description:
     label matches and that run are left alone; a desired container that is missing is
     created, one whose label differs or that does not run is replaced, and a container of
     the role that is not desired is removed.
+  - A container's label is a hash of its desired spec's hash and the id the image has on
+    this host, so a new image replaces every container.
+  - The files come first, so a container never starts before what it mounts.
 options:
   role:
     description: Value of the label io.cqkd.role; also the container's command.
     type: str
     required: true
   image:
-    description: Image every container runs.
+    description: Image every container runs; the module fails when the host lacks it.
     type: str
     required: true
+  files:
+    description: >-
+      Files the containers read (a key they mount), each a dict with path, content, mode
+      (octal string), owner (uid, also the group) and dir_mode (octal string, of the file's
+      directory, made when missing). Written atomically when their content differs; the
+      content is never logged.
+    type: list
+    elements: dict
+    default: []
   containers:
     description: >-
       The desired containers, each a dict with name, hash (the io.cqkd.spec label), env
@@ -88,7 +105,72 @@ kept:
   description: Number of containers left alone.
   type: int
   returned: always
+files_changed:
+  description: Paths of the files written, or whose directory, owner or mode was set.
+  type: list
+  elements: str
+  returned: always
 """
+
+
+def label_hash(spec_hash: str, image_id: str) -> str:
+    """The io.cqkd.spec label of a container: its desired spec's hash with the image's id
+    (a sha256 digest as Docker gives it), as 40 hex digits."""
+    return hashlib.sha1(f"{spec_hash} {image_id}".encode()).hexdigest()
+
+
+def ensure_file(
+    path: str, content: str, mode: int, owner: int, dir_mode: int, check: bool = False
+) -> bool:
+    """Make `path` hold `content` with `mode` and owner and group `owner`, in a directory
+    of `dir_mode` owned the same (made, with its parents, when missing). Returns whether
+    anything was or, with `check`, would be changed. The content is written to a temporary
+    file in the same directory and renamed, so a reader never sees half a file.
+    Raises OSError when the file or directory cannot be made or set."""
+    changed = False
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        if check:
+            return True
+        os.makedirs(directory)
+        changed = True
+    changed |= _set_owner_and_mode(directory, owner, dir_mode, check)
+    data = content.encode()
+    try:
+        with open(path, "rb") as current:
+            same = current.read() == data
+    except FileNotFoundError:
+        same = False
+    if not same:
+        if check:
+            return True
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".cqkd-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), mode)
+                os.fchown(out.fileno(), owner, owner)
+                out.write(data)
+            os.replace(temporary, path)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        return True
+    return _set_owner_and_mode(path, owner, mode, check) or changed
+
+
+def _set_owner_and_mode(path: str, owner: int, mode: int, check: bool) -> bool:
+    status = os.stat(path)
+    changed = False
+    if (status.st_uid, status.st_gid) != (owner, owner):
+        changed = True
+        if not check:
+            os.chown(path, owner, owner)
+    if status.st_mode & 0o7777 != mode:
+        changed = True
+        if not check:
+            os.chmod(path, mode)
+    return changed
 
 
 def plan(desired: list[dict[str, Any]], existing: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -197,6 +279,16 @@ def main() -> None:
         argument_spec={
             "role": {"type": "str", "required": True},
             "image": {"type": "str", "required": True},
+            "files": {
+                "type": "list", "elements": "dict", "default": [],
+                "options": {
+                    "path": {"type": "str", "required": True},
+                    "content": {"type": "str", "required": True, "no_log": True},
+                    "mode": {"type": "str", "required": True},
+                    "owner": {"type": "int", "required": True},
+                    "dir_mode": {"type": "str", "required": True},
+                },
+            },
             "containers": {"type": "list", "elements": "dict", "required": True},
             "options": {"type": "dict", "required": True},
             "labels": {"type": "dict", "required": True},
@@ -207,7 +299,19 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = client.module.params
-    role, spec_label = params["role"], params["spec_label"]
+    role, label_name = params["role"], params["spec_label"]
+    try:
+        files_changed = [
+            f["path"] for f in params["files"]
+            if ensure_file(f["path"], f["content"], int(f["mode"], 8), f["owner"],
+                           int(f["dir_mode"], 8), check=client.check_mode)
+        ]
+    except (OSError, ValueError) as exc:
+        client.fail(f"cannot write the containers' files: {exc}")
+    try:
+        image_id = client.get_json("/images/{0}/json", params["image"])["Id"]
+    except NotFound:
+        client.fail(f"{params['image']} is not on this Docker host: run ansible/images.yml first")
     labels = [f"{key}={value}" for key, value in params["labels"].items()]
     filters = {"label": [*labels, f"io.cqkd.role={role}"]}
     listed = client.get_json("/containers/json", params={"all": 1, "filters": json.dumps(filters)})
@@ -215,20 +319,23 @@ def main() -> None:
         {
             "name": c["Names"][0].lstrip("/"),
             "id": c["Id"],
-            "hash": (c.get("Labels") or {}).get(spec_label),
+            "hash": (c.get("Labels") or {}).get(label_name),
             "running": c["State"] == "running",
         }
         for c in listed
     ]
     ids = {c["name"]: c["id"] for c in existing}
-    specs = {c["name"]: c for c in params["containers"]}
-    todo = plan(params["containers"], existing)
+    specs = {
+        c["name"]: {**c, "hash": label_hash(c["hash"], image_id)} for c in params["containers"]
+    }
+    todo = plan(list(specs.values()), existing)
     result: dict[str, Any] = {
-        "changed": bool(todo["create"] or todo["replace"] or todo["remove"]),
+        "changed": bool(files_changed or todo["create"] or todo["replace"] or todo["remove"]),
         "created": todo["create"],
         "replaced": todo["replace"],
         "removed": todo["remove"],
         "kept": len(todo["keep"]),
+        "files_changed": files_changed,
     }
     if client.module._diff:
         before = {c["name"]: c["hash"] for c in existing}
@@ -237,7 +344,7 @@ def main() -> None:
             "before": "".join(f"{n} {before[n]}\n" for n in sorted(before)),
             "after": "".join(f"{n} {after[n]}\n" for n in sorted(after)),
         }
-    if client.check_mode or not result["changed"]:
+    if client.check_mode or not (todo["create"] or todo["replace"] or todo["remove"]):
         client.module.exit_json(**result)
 
     def remove(name: str) -> None:
@@ -256,7 +363,7 @@ def main() -> None:
 
     def start(name: str) -> None:
         body = create_body(specs[name], role, params["image"], params["options"],
-                           params["labels"], spec_label)
+                           params["labels"], label_name)
         made = client.post_json_to_json("/containers/create", data=body, params={"name": name})
         client.post_call("/containers/{0}/start", made["Id"])
 

@@ -21,9 +21,10 @@ options:
     type: str
     default: 127.0.0.1
   ports:
-    description: TCP ports of the nodes' HTTP servers.
-    type: list
-    elements: int
+    description: >-
+      TCP ports of the nodes' HTTP servers, by group (a dict of lists, e.g. per role): one
+      call reads every group.
+    type: dict
     required: true
   names:
     description: Names of the unlabelled samples to read.
@@ -39,8 +40,8 @@ options:
 RETURN = r"""
 values:
   description: >-
-    For each name, the values read, one per node that exported it (nodes that did not
-    answer or have no such sample are left out).
+    For each group, for each name, the values read, one per node that exported it (nodes
+    that did not answer or have no such sample are left out).
   type: dict
   returned: always
 unreachable:
@@ -64,7 +65,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "host": {"type": "str", "default": "127.0.0.1"},
-            "ports": {"type": "list", "elements": "int", "required": True},
+            "ports": {"type": "dict", "required": True},
             "names": {"type": "list", "elements": "str", "required": True},
             "timeout": {"type": "float", "default": 5},
         },
@@ -82,14 +83,22 @@ def main() -> None:
         except (OSError, ValueError):
             return None
 
+    try:
+        groups = {group: [int(port) for port in ports] for group, ports in params["ports"].items()}
+    except (TypeError, ValueError) as exc:
+        module.fail_json(msg=f"ports must map each group to a list of port numbers: {exc}")
+    every_port = [port for ports in groups.values() for port in ports]
     with ThreadPoolExecutor(max_workers=32) as pool:
-        read_all = list(pool.map(read, params["ports"]))
-    values: dict[str, list[float]] = {name: [] for name in params["names"]}
-    for found in read_all:
-        for name, value in (found or {}).items():
-            values[name].append(value)
+        read_all = dict(zip(every_port, pool.map(read, every_port), strict=True))
+    values: dict[str, dict[str, list[float]]] = {}
+    for group, ports in groups.items():
+        values[group] = {name: [] for name in params["names"]}
+        for port in ports:
+            for name, value in (read_all[port] or {}).items():
+                values[group][name].append(value)
     module.exit_json(
-        changed=False, values=values, unreachable=sum(found is None for found in read_all)
+        changed=False, values=values,
+        unreachable=sum(found is None for found in read_all.values()),
     )
 
 

@@ -123,7 +123,8 @@ def main() -> None:
         module.fail_json(
             msg=f"Alice did not see the network converge within {p['converge_timeout']:g} s: "
             f"{seen.get('live_workers', '?')} live workers of {seen.get('expected_workers', '?')} "
-            f"expected, routing table {seen.get('routing_table_peers', '?')} peers"
+            f"expected, routing table {seen.get('routing_table_peers', '?')} peers, crawled "
+            f"but not counted: {seen.get('not_workers', '?')}"
             + ("" if seen else f" ({status}: {network})"),
             network=seen,
         )

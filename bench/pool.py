@@ -9,7 +9,8 @@ event loop. Then:
            refill rate in keys/s and kbit/s of final key (status endpoint polled every 0.1 s)
   enc_keys for each `number`: 20 SAE clients (own TLS connections, kept alive) ask for
            `number` keys again and again while the pool lasts (about `high` keys in all),
-           then the rest is taken down to `low` and the refill to `high` is timed again
+           then the rest is taken down to `low` and the refill to `high` is timed again;
+           latencies of all requests, and of those before and beside the refill
 Prints one JSON object; latencies in ms (p50/p99), and the CPU each burst cost per request in
 this process (the 20 clients) and in the KME's (its requests and the refill beside them):
 on 2 cores the slower of the two sets the pace of 20 closed-loop clients. Each p99 is printed
@@ -19,6 +20,7 @@ key, 29 s for 8), as ratios. Nothing here is asserted.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +28,7 @@ import ssl
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -46,13 +49,17 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """CPU (user + system) of this process, or of process `pid` (Linux /proc)."""
+    """CPU (user + system) of this process, or of process `pid`: the sum over its threads
+    of Linux's schedstat, in nanoseconds (/proc's stat counts only whole clock ticks, 10 ms,
+    too coarse for 20 requests)."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 async def stored(client: httpx.AsyncClient, slave: str) -> int:
@@ -84,10 +91,16 @@ async def drain(client: httpx.AsyncClient, slave: str, low: int) -> None:
 
 
 async def burst(
-    clients: list[httpx.AsyncClient], slave: str, number: int, high: int, kme_pid: int
+    clients: list[httpx.AsyncClient], slave: str, number: int, high: int, low: int,
+    kme_pid: int,
 ) -> Any:
+    """`number` keys per request from 20 closed-loop clients until about `high` keys are
+    taken. Besides all requests, those sent before the pool fell to `low` (the first
+    (high - low) / number by start: the pool holds about `high` when the burst begins) and
+    those sent after, while the refill runs beside them."""
     rounds = max(1, high // (CLIENTS * number))
     latencies: list[float] = []
+    started: list[tuple[float, float]] = []  # (start, latency) of each request
     key_ids: set[str] = set()
 
     async def sae(client: httpx.AsyncClient) -> None:
@@ -95,6 +108,7 @@ async def burst(
             began = time.perf_counter()
             response = await client.post(f"/api/v1/keys/{slave}/enc_keys", json={"number": number})
             latencies.append(time.perf_counter() - began)
+            started.append((began, latencies[-1]))
             response.raise_for_status()
             key_ids.update(key["key_ID"] for key in response.json()["keys"])
 
@@ -104,7 +118,11 @@ async def burst(
               for pid, before in zip((None, kme_pid), cpu, strict=True)]
     assert len(key_ids) == CLIENTS * rounds * number, "a key was handed out twice"
     latency = summary(latencies)
+    in_order = [seconds for _, seconds in sorted(started)]
+    split = -(-(high - low) // number)
     return {"number": number, **latency,
+            "before_refill": summary(in_order[:split]) if split else None,
+            "beside_refill": summary(in_order[split:]) if in_order[split:] else None,
             "cpu_ms_per_request": {"clients": round(cpu_ms[0], 2), "kme": round(cpu_ms[1], 2)},
             **beside_peer(number, latency["p99_ms"])}
 
@@ -137,7 +155,7 @@ async def bench(
             # without this every burst but the first timed 20 mutual-TLS handshakes.
             for client in clients:
                 await stored(client, slave)
-            result["enc_keys"].append(await burst(clients, slave, number, args.high, kme_pid))
+            result["enc_keys"].append(await burst(clients, slave, number, args.high, low, kme_pid))
             await drain(clients[0], slave, low)
             result["enc_keys"][-1]["refill"] = await fill(clients[0], slave, args.high)
         # The machine's load at start and end: figures taken beside other jobs are bounds.

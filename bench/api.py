@@ -26,6 +26,12 @@ from cqkd.sim.network import LOOPBACK, LocalNetwork
 from cqkd.sim.pki import create_local_pki
 from cqkd.sim.sessions import attach
 
+# Issue 15 goal 5: POST /generate-key until confirmed, p50 at most 100 ms on 15 workers. Its
+# peer: the issue states no earlier figure for this route; the nearest, one 256-bit key by
+# ETSI enc_keys (a session per request) under 20 clients, p50 0.6-0.9 s, is not the same
+# load, so none is printed.
+GOAL_CONTROL_P50_MS = 100.0
+
 
 async def bench(workers: int, requests: int, key_bits: int) -> dict[str, object]:
     directory = Path(tempfile.mkdtemp(prefix="cqkd-bench-api-"))
@@ -110,6 +116,8 @@ async def bench(workers: int, requests: int, key_bits: int) -> dict[str, object]
         "requests": requests,
         "key_bits": key_bits,
         "control_generate_to_confirmed": summary_ms(control),
+        "control_goal_p50_ms": GOAL_CONTROL_P50_MS,
+        "control_p50_to_goal": round(summary_ms(control)["p50_ms"] / GOAL_CONTROL_P50_MS, 2),
         "etsi_enc_keys_with_top_up": summary_ms(enc),
         "etsi_dec_keys": summary_ms(dec),
     }

@@ -5,7 +5,8 @@
 Real UDP on loopback, real workers, Alice and Bob (cqkd.sim.sessions). For each case:
 session time p50/p99 (one session at a time) and confirmed final-key bits per second
 (sessions run `concurrency` at a time; keys compared in both stores, never printed).
-Prints one JSON object per case. Nothing here is asserted.
+Prints one JSON object per case, with its figures beside issue 15's goal and peer (the
+figures it was filed with) as ratios. Nothing here is asserted.
 """
 
 import argparse
@@ -30,6 +31,29 @@ CASES = [
     (100, 4096, 20, 10),
 ]
 QUICK = [(15, 256, 20, 1), (15, 4096, 4, 1), (15, 256, 40, 10)]
+# Issue 15 goal 3 (15 workers, 10 sessions at once), kbit/s of confirmed key by key length,
+# and its peer: the figures issue 15 was filed with (upper ends of its ranges), with about 36
+# sealed messages per session whatever its length.
+GOAL_KBIT_PER_SECOND = {256: 20.0, 4096: 100.0}
+PEER = "issue 15 as filed"
+PEER_KBIT_PER_SECOND = {256: 3.9, 4096: 28.0}
+PEER_MESSAGES_PER_SESSION = 36.0
+
+
+def beside_peer(report: dict) -> dict:
+    """The case's throughput and messages per session beside the goal and the peer, as
+    ratios (throughput only for the goal's cases: 15 workers, 10 sessions at once)."""
+    added: dict = {"peer": PEER, "peer_messages_per_session": PEER_MESSAGES_PER_SESSION}
+    if report.get("messages_per_session") is not None:
+        added["messages_per_session_to_peer"] = round(
+            report["messages_per_session"] / PEER_MESSAGES_PER_SESSION, 3)
+    bits, kbit = report["key_bits"], report["final_key_bits_per_second"] / 1000
+    if report["workers"] == 15 and report["concurrency"] == 10 and bits in GOAL_KBIT_PER_SECOND:
+        added |= {"goal_kbit_per_second": GOAL_KBIT_PER_SECOND[bits],
+                  "kbit_per_second_to_goal": round(kbit / GOAL_KBIT_PER_SECOND[bits], 2),
+                  "peer_kbit_per_second": PEER_KBIT_PER_SECOND[bits],
+                  "kbit_per_second_to_peer": round(kbit / PEER_KBIT_PER_SECOND[bits], 2)}
+    return added
 
 
 async def run_case(workers: int, key_bits: int, sessions: int, concurrency: int) -> dict:
@@ -44,7 +68,7 @@ async def run_case(workers: int, key_bits: int, sessions: int, concurrency: int)
         finally:
             await protocol.stop()
     report["workers"] = workers
-    return report
+    return report | beside_peer(report)
 
 
 async def main(cases: list[tuple[int, int, int, int]]) -> None:

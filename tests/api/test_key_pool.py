@@ -3,17 +3,15 @@ refills to its high watermark. Real network, real engine, real TLS clients."""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 import pytest_asyncio
+from cqkd.qkd.pool import KeyPool
+from cqkd.qkd.session import SessionView
 from cqkd.sim.pki import LocalPki
 from helpers.api import Deployment, api_network
-
-if TYPE_CHECKING:
-    from cqkd.qkd.pool import KeyPool
 
 pytestmark = [pytest.mark.network, pytest.mark.asyncio(loop_scope="module")]
 
@@ -28,7 +26,7 @@ async def pooled(pki: LocalPki) -> AsyncIterator[Deployment]:
         yield deployment
 
 
-def pool_of(deployment: Deployment) -> "KeyPool":
+def pool_of(deployment: Deployment) -> KeyPool:
     pool = deployment.apis["alice"].pool
     assert pool is not None
     return pool
@@ -110,3 +108,48 @@ async def test_pool_refills_to_high_after_draining(pooled: Deployment) -> None:
             assert response.status_code == 200, response.text
         await until_full(master, pooled)
     assert pool.sessions_started - started >= HIGH - LOW
+
+
+async def test_requests_hold_the_refill_back(pooled: Deployment) -> None:
+    """Counted, not timed: while requests are being answered from the pool it runs one
+    session at a time at or below its low watermark and none above it; a request that has
+    to wait for keys gets every session it may run at once."""
+    alice = pooled.parties["alice"]
+    running, most = 0, 0
+    ended = asyncio.Event()
+
+    async def counted(key_bits: int, consumer: str) -> SessionView:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            view: SessionView = await alice.run_session(key_bits, consumer)
+            return view
+        finally:
+            running -= 1
+            ended.set()
+
+    async def until(done: Callable[[], bool]) -> None:
+        while not done():
+            ended.clear()
+            await ended.wait()
+
+    # Its own consumer, so the ETSI pool's keys stay out of the counts; requests hold the
+    # refill back for an hour after each take, so a loaded machine cannot end the demand.
+    pool = KeyPool(pooled.stores["alice"], counted, "test:demand", 256, low=4, high=12,
+                   concurrency=2, demand_seconds=3600)
+    pool.start()
+    try:
+        async with asyncio.timeout(FILL_SECONDS):
+            await until(lambda: pool.stored() >= 12)  # no request yet: two sessions at once
+            assert most == 2
+            most = 0
+            await pool.take(9)  # 3 left: at or below LOW, the refill runs beside the requests
+            await until(lambda: pool.stored() > 4 and not running)
+            await asyncio.sleep(0.2)  # a session the refill would start starts at once
+            assert (most, running, pool.stored()) == (1, 0, 5)
+            most = 0
+            assert len(await pool.take(8)) == 8  # waits for keys: both sessions at once
+            assert most == 2
+    finally:
+        await pool.stop()

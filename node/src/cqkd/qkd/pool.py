@@ -11,6 +11,14 @@ session confirms; the pool only decides when sessions run.
 Requests are served first come, first served: a request the pool cannot fill at once waits
 in a FIFO, and new keys go to the oldest waiter first, so a large request is never
 overtaken forever by small ones and no request runs sessions of its own.
+
+Requests win over the refill: sessions and requests share Alice's one event loop, and a
+session's steps (Cascade, hashing, sealing; and in `cqkd local` the workers' and Bob's)
+keep it busy, so requests answered from the pool wait behind them. While requests keep
+taking keys (one came less than `demand_seconds` ago) the pool starts no session above
+`low` and keeps one in flight at or below it (so it never runs dry under a steady demand
+it could meet); once they stop, or as soon as a request has to wait for keys, it runs
+`concurrency` again.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +41,9 @@ log = logging.getLogger(__name__)
 # network without workers is not flooded with sessions bound to fail.
 MAX_BACKOFF_SECONDS = 5.0
 READY_POLL_SECONDS = 0.2
+# A take less than this long ago means requests are coming: 20 SAEs asking again as soon as
+# they are answered take a key every few milliseconds.
+DEMAND_SECONDS = 0.1
 
 Keys = list[tuple[str, bytes]]
 RunSession = Callable[[int, str], Awaitable[Any]]
@@ -54,7 +66,8 @@ class KeyPool:
     `run_session(key_bits, consumer)` is Alice's: it ends with the key stored for the
     consumer (or a failed view, whose `status` is not "confirmed"). `ready()` says whether
     sessions can run yet (Alice joined and found workers). `high` 0 disables pre-generation:
-    then the pool runs sessions only for waiting requests.
+    then the pool runs sessions only for waiting requests. `demand_seconds`: how long after
+    a take requests hold the refill back (module docstring).
     """
 
     def __init__(
@@ -68,6 +81,7 @@ class KeyPool:
         high: int,
         concurrency: int,
         ready: Callable[[], bool] = lambda: True,
+        demand_seconds: float = DEMAND_SECONDS,
     ) -> None:
         if not 0 <= low <= high or concurrency < 1:
             raise ValueError(
@@ -79,6 +93,8 @@ class KeyPool:
         self.low, self.high, self.concurrency = low, high, concurrency
         self._run_session = run_session
         self._ready = ready
+        self.demand_seconds = demand_seconds
+        self._last_take = -math.inf  # loop time of the latest request
         self._waiters: deque[_Waiter] = deque()
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
@@ -101,6 +117,7 @@ class KeyPool:
         the key store may ever hold."""
         if not 1 <= number <= self.keystore.max_keys:
             raise ValueError(f"number must be 1..{self.keystore.max_keys}")
+        self._last_take = asyncio.get_running_loop().time()
         if not self._waiters and (keys := self._take_now(number)):
             self._wake.set()
             return keys
@@ -169,19 +186,34 @@ class KeyPool:
         target = waiting + (self.high if self._refilling else 0)
         return target - stored - len(self._in_flight)
 
+    def _limit(self, now: float) -> int:
+        """Sessions the pool may have in flight now: `concurrency` while a request waits for
+        keys or none came for `demand_seconds`; while requests are answered from the pool,
+        none above `low` and one at or below it."""
+        waiting = any(not w.future.done() for w in self._waiters)
+        if waiting or now - self._last_take >= self.demand_seconds:
+            return self.concurrency
+        return 1 if self.stored() <= self.low else 0
+
     async def _refill(self) -> None:
         # Readiness is the engine's state (as /ready reads it): no event announces it.
         while not self._ready():  # noqa: ASYNC110
             await asyncio.sleep(READY_POLL_SECONDS)
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             self._serve_waiters()
-            if self._wanted() > 0 and len(self._in_flight) < self.concurrency:
+            now = loop.time()
+            if (wanted := self._wanted()) > 0 and len(self._in_flight) < self._limit(now):
                 task = asyncio.create_task(self._session())
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
                 continue
-            await self._wake.wait()
+            # Held back by requests: look again once they stop, if nothing wakes us first.
+            quiet_in = self._last_take + self.demand_seconds - now
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(quiet_in if wanted > 0 and quiet_in > 0 else None):
+                    await self._wake.wait()
 
     async def _session(self) -> None:
         self.sessions_started += 1

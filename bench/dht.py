@@ -196,6 +196,10 @@ def main_stock(args: argparse.Namespace) -> None:
           f"{os.getloadavg()[0]:.1f}. Raw results: {out}; plot: {figure}")
 
 
+# Issue 15 goal 6: `cqkd worker` at most 30 MiB RSS; 40.4 MiB when it was filed.
+GOAL_WORKER_MIB, PEER_WORKER_MIB = 30, 40.4
+
+
 def worker_rss() -> dict[str, int]:
     """VmRSS and VmHWM (kB) of a real bootstrap and worker after the worker joined."""
     env = {**os.environ, "DHT_PORT": "0", "LOG_LEVEL": "INFO"}
@@ -292,6 +296,10 @@ def main() -> None:
         f"{rss['bootstrap_VmRSS_kB'] / 1024:.1f} MiB. Load average at the end: "
         f"{load[0]:.1f}. Raw results: {out}"
     )
+    worker = rss["worker_VmRSS_kB"] / 1024
+    print(f"`cqkd worker` RSS: {worker / GOAL_WORKER_MIB:.2f} of issue 15's goal "
+          f"({GOAL_WORKER_MIB} MiB), {worker / PEER_WORKER_MIB:.2f} of the {PEER_WORKER_MIB} "
+          "MiB before it")
 
 
 if __name__ == "__main__":

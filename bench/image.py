@@ -97,6 +97,10 @@ def idle_worker_mib(image: str) -> dict[str, float]:
         subprocess.run(["docker", "rm", "--force", *names], capture_output=True, check=False)
 
 
+# Issue 15 goal 6: a worker container at most 20 MiB; about 25 MiB when it was filed.
+GOAL_CONTAINER_MIB, PEER_CONTAINER_MIB = 20, 25
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-image", default="cqkd-base:bookworm")
@@ -117,6 +121,11 @@ def main() -> None:
     finally:
         subprocess.run(["docker", "image", "rm", node_tag], capture_output=True, check=False)
     print(json.dumps(result, indent=2))
+    worker = result["idle_worker_mib"]
+    assert isinstance(worker, float)
+    print(f"idle worker container {worker:.1f} MiB: {worker / GOAL_CONTAINER_MIB:.2f} of issue "
+          f"15's goal ({GOAL_CONTAINER_MIB} MiB), {worker / PEER_CONTAINER_MIB:.2f} of the "
+          f"{PEER_CONTAINER_MIB} MiB before it")
 
 
 if __name__ == "__main__":

@@ -190,6 +190,21 @@ def test_missing_inventory_group_fails_clearly(tmp_path: Path) -> None:
     assert "the inventory has no host in group dht_workers" in run.output, run.explain()
 
 
+def test_the_memory_check_counts_only_nodes_not_yet_running(deployment: Deployment) -> None:
+    # The running containers' memory is already out of MemAvailable: a rerun of 500 workers
+    # was refused (16,384 MiB reserved against the 11,738 they left). Per worker a tenth of
+    # what is available: 15 running workers pass, one worker more must fit by itself.
+    meminfo = Path("/proc/meminfo").read_text()
+    available = int(re.search(r"MemAvailable:\s+(\d+) kB", meminfo).group(1)) * 1024  # type: ignore[union-attr]
+    tenth = ["-e", f"dht_nodes_worker_memory_reservation={available // 10}"]
+    rerun = run_playbook("ansible/preflight.yml", "-e", "scale=small", *tenth)
+    assert rerun.returncode == 0, rerun.explain()
+    double = ["-e", f"dht_nodes_worker_memory_reservation={2 * available}"]
+    grown = run_playbook("ansible/preflight.yml", "-e", "scale=custom", "-e", "workers=16", *double)
+    assert grown.returncode != 0
+    assert "1 new workers and" in grown.output, grown.explain()
+
+
 @pytest.mark.mutates_deployment(1)
 def test_smaller_redeploy_removes_surplus_workers(deployment: Deployment) -> None:
     run = run_playbook("deploy.yml", "-e", "scale=custom", "-e", "workers=12")

@@ -62,7 +62,8 @@ async def test_a_worker_that_answers_hellos_late_is_not_dropped() -> None:
 async def test_a_worker_that_missed_a_hello_is_greeted_again_before_the_dead_mark_ends() -> None:
     # A missed hello marks the address dead in the DHT layer for DEAD_PEER_TTL (15 s),
     # during which the old code's hellos failed at once: Alice could not see the worker
-    # again (the 500-worker deploy's "unreachable" workers). Hellos now ask all the same.
+    # again for that long (workers whose hellos timed out while 500 containers started).
+    # Hellos now ask all the same.
     async with protocol_network(load_settings(rpc_timeout=0.5), workers=6) as (_, p):
         slow = p.workers[0]
         answer_hello = slow.channel._on_hello

@@ -358,6 +358,27 @@ async def test_a_node_whose_join_found_almost_nobody_announces_itself_later() ->
         await until(located, "a lookup locates the newcomer", seconds=30, interval=1.0)
 
 
+async def test_a_health_round_reannounces_a_node_to_its_nearest_neighbour() -> None:
+    # Under load a lookup's timeout evicts a peer at once; a node evicted by its id-space
+    # neighbours (whose table is full, so it never repeats its self-lookup) is then known
+    # to nobody a crawl or lookup asks: the 200-worker study step lost two workers so.
+    # Each health round pings the node's nearest neighbours (a ping re-adds its sender);
+    # on the old code the round pinged 8 random peers of about 90 and the neighbour, in 5
+    # runs of 5, still did not hold it.
+    async with LocalNetwork(fast_settings(), workers=100, maintenance=False) as net:
+        node = net.workers[0]
+        contact = Node(node.node_id, *node.address)
+        for other in net.nodes:
+            if other is not node:
+                other.protocol.router.remove_contact(contact)
+        nearest = node.protocol.router.find_neighbors(node.protocol.source_node, 1)[0]
+        neighbour = next(n for n in net.nodes if n.node_id == nearest.id)
+        assert node.node_id not in {p.node_id for p in neighbour.live_peers()}
+        assert node.health is not None
+        await node.health.run_round()
+        assert node.node_id in {p.node_id for p in neighbour.live_peers()}
+
+
 async def test_datagram_limit_constant_is_rpcudp_s() -> None:
     assert MAX_DATAGRAM_BYTES == 1 + 20 + 8192
 

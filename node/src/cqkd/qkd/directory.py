@@ -175,14 +175,13 @@ class WorkerDirectory:
         if hello is not None:
             self._checked[address] = time.monotonic()
             self._missed.pop(address, None)
-            if not set(ROLES) <= set(hello.roles):
-                self._refused[address] = "not_a_worker"
-            elif not self.admitted(hello):
-                self._refused[address] = "not_admitted"
-            else:
+            refused = ("not_a_worker" if not set(ROLES) <= set(hello.roles)
+                       else None if self.admitted(hello) else "not_admitted")
+            if refused is None:
                 self._refused.pop(address, None)
                 self._workers[address] = hello
-            if address in self._refused:
+            else:
+                self._refused[address] = refused
                 self._workers.pop(address, None)
         else:
             self._refused[address] = "no_answer"

@@ -87,3 +87,35 @@ async def test_a_worker_that_missed_a_hello_is_greeted_again_before_the_dead_mar
             return address in {(w.host, w.port) for w in workers}
 
         await until(seen_again, "Alice sees the worker again", seconds=5)
+
+
+async def test_a_recheck_replaces_a_hello_sent_before_the_worker_restarted() -> None:
+    # A hello sent while a worker is between its stop and its restart is never answered;
+    # the old code's recheck waited for it (three RPC timeouts) and greeted nobody, so the
+    # session after a redeploy could find too few workers. The stale hello, once replaced,
+    # must not mark the address dead when its timer would have run out either.
+    async with protocol_network(load_settings(rpc_timeout=1.0), workers=6) as (_, p):
+        worker = p.workers[0]
+        answer_hello = worker.channel._on_hello
+        restarted = asyncio.Event()
+
+        async def hello_once_restarted(sender: tuple[str, int], payload: bytes) -> bytes:
+            if not restarted.is_set():
+                await asyncio.Event().wait()  # stopped: this hello is never answered
+            return await answer_hello(sender, payload)
+
+        worker.channel.node.register_rpc(RPC_HELLO, hello_once_restarted)
+        address = worker.channel.node.address
+        directory = p.alice.directory
+        directory.recheck(address)
+        await asyncio.sleep(0.2)  # the hello is in flight
+        restarted.set()
+        directory.recheck(address)
+
+        async def seen() -> bool:
+            return address in {(w.host, w.port) for w in await directory.workers(wait=False)}
+
+        await until(seen, "Alice greets the restarted worker", seconds=1.5)
+        await asyncio.sleep(3.5)  # past the stale hello's three RPC timeouts
+        assert p.alice.node.is_reachable(address)
+        assert await seen()

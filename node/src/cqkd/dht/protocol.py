@@ -36,6 +36,7 @@ import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgpack
@@ -428,8 +429,16 @@ class CqkdProtocol(KademliaProtocol):
         msg_id = os.urandom(MSG_ID_BYTES)
         timer = loop.call_later(timeout or self.rpc_timeout, self._on_timeout, msg_id, probe)
         self._pending[msg_id] = (future, timer, address, time.monotonic())
+        # A caller that gives up (a cancelled task) forgets the request: its timer must not
+        # mark the peer dead for an answer nobody waits for any more.
+        future.add_done_callback(partial(self._forget, msg_id))
         self.transport.sendto(bytes((REQUEST,)) + msg_id + body, address)
         return future
+
+    def _forget(self, msg_id: bytes, future: asyncio.Future[tuple[bool, Any]]) -> None:
+        pending = self._pending.pop(msg_id, None) if future.cancelled() else None
+        if pending is not None:
+            pending[1].cancel()
 
     def _on_timeout(self, msg_id: bytes, probe: bool = False) -> None:
         future, _, address, _ = self._pending.pop(msg_id)

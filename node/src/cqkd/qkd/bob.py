@@ -48,6 +48,7 @@ from cqkd.qkd.rounds import Chunk, Round
 from cqkd.qkd.session import (
     CONFIRMED,
     ERROR,
+    NOT_ENOUGH_WORKERS,
     TIMEOUT,
     SessionFailed,
     SessionView,
@@ -188,10 +189,10 @@ class Bob(Owner[_Round]):
                 session.assigned[key] = "ALICE"
         mode = need(message, "mode", str)
         try:
-            workers = await self.directory.workers(wait=False)
-            generators = allocate_bob(workers, len(qpms), mode, session.assigned)
-        except SessionFailed as exc:
-            raise ProtocolError(f"{exc.outcome}: {exc}") from None
+            generators = allocate_bob(await self.directory.workers(wait=False), len(qpms),
+                                      mode, session.assigned)
+        except SessionFailed:
+            generators = await self._allocate_afresh(session, len(qpms), mode)
         self._rounds[round_key] = _Round(chunks, process_id=session.view.process_id,
                                          positions=positions)
         session.rounds[round_no] = round_key
@@ -204,6 +205,24 @@ class Bob(Owner[_Round]):
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return {"bgb": [w.public_key for w in generators]}
+
+    async def _allocate_afresh(
+        self, session: _Session, chains: int, mode: str
+    ) -> list[PeerInfo]:
+        """BG_B from workers greeted again, when every known one holds Alice's roles: after
+        a redeploy Alice may have learnt the workers' new keys first, and Bob's old ones
+        are the keys her earlier rounds used. Half an RPC timeout at most: Alice waits on
+        this answer. Raises ProtocolError if there still is none."""
+        try:
+            workers = await asyncio.wait_for(
+                asyncio.shield(self.directory.workers(refresh=True)),
+                self.node.config.rpc_timeout / 2)
+            return allocate_bob(workers, chains, mode, session.assigned)
+        except SessionFailed as exc:
+            raise ProtocolError(f"{exc.outcome}: {exc}") from None
+        except TimeoutError:
+            raise ProtocolError(f"{NOT_ENOUGH_WORKERS}: no worker free for BG_B answered a "
+                                "hello within half an RPC timeout") from None
 
     def _check_round(
         self, session: _Session, message: Message

@@ -61,6 +61,9 @@ class WorkerDirectory:
         self._refused: dict[Address, str] = {}
         self._peers: dict[bytes, Peer] = {}  # the last crawl's nodes, seeds of the next
         self._greetings: dict[Address, asyncio.Task[None]] = {}  # hellos in flight
+        # Rechecked after a failed message, their hello not yet answered: not offered to
+        # sessions meanwhile, or each round would seal more commands to a stale key.
+        self._suspect: set[Address] = set()
         self._fresh_until = 0.0
         self._refresh: asyncio.Task[list[PeerInfo]] | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -111,7 +114,8 @@ class WorkerDirectory:
             if wait or not self._workers:
                 await asyncio.shield(refreshing)
         node = self.channel.node
-        return [w for w in self._workers.values() if node.is_reachable(w.address)]
+        return [w for w in self._workers.values()
+                if node.is_reachable(w.address) and w.address not in self._suspect]
 
     def _begin_refresh(self, everyone: bool) -> asyncio.Task[list[PeerInfo]]:
         if self._refresh is None or self._refresh.done():
@@ -152,13 +156,18 @@ class WorkerDirectory:
         return list(self._workers.values())
 
     def recheck(self, address: Address) -> None:
-        """Hello `address` again now (unless a hello to it is in flight): a worker that
-        refused or missed a message may have restarted at the same address with a new
-        identity, whose key the next round must use. A redeploy that replaces the
-        containers does exactly that, and known workers are otherwise greeted only once per
-        WORKER_CACHE_SECONDS."""
-        if address not in self._greetings:
-            self._greetings[address] = asyncio.create_task(self._greet(address))
+        """Hello `address` again now: a worker that refused or missed a message may have
+        restarted at the same address with a new identity, whose key the next round must
+        use. A redeploy that replaces the containers does exactly that, and known workers
+        are otherwise greeted only once per WORKER_CACHE_SECONDS. A hello in flight is
+        replaced: it may have gone out while the worker was down, and would be awaited
+        HELLO_TIMEOUT_RPC_TIMEOUTS RPC timeouts for nothing. Until it answers, `workers`
+        leaves the address out."""
+        self._suspect.add(address)
+        stale = self._greetings.get(address)
+        if stale is not None:
+            stale.cancel()
+        self._greetings[address] = asyncio.create_task(self._greet(address))
 
     async def _greet(self, address: Address) -> None:
         """Hello `address` and count its answer at once. A known worker survives one
@@ -171,7 +180,9 @@ class WorkerDirectory:
             # address is in flight at a time, so a dead one costs one per timeout.
             hello = await self.channel.hello(address, answer_within=timeout, even_if_dead=True)
         finally:
-            self._greetings.pop(address, None)
+            if self._greetings.get(address) is asyncio.current_task():
+                self._greetings.pop(address)
+                self._suspect.discard(address)
         if hello is not None:
             self._checked[address] = time.monotonic()
             self._missed.pop(address, None)

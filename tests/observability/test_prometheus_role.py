@@ -138,7 +138,10 @@ def test_role_scrapes_every_target_and_evaluates_the_rules(nodes, prometheus):
     for record in DHT_RULES:
         wait_until(lambda r=record: query(url, r), f"data from the recording rule {record}", 60,
                    interval=1)
-    assert float(query(url, 'job:cqkd_dht_query_success:ratio{job="worker"}')[0]["value"][1]) == 1
+    # The rule may have the bootstrap's series before the worker's first scrape counts.
+    worker_success = 'job:cqkd_dht_query_success:ratio{job="worker"}'
+    wait_until(lambda: query(url, worker_success), "the worker's query success", 60, interval=1)
+    assert float(query(url, worker_success)[0]["value"][1]) == 1
     rules = [r for g in httpx.get(f"{url}/api/v1/rules", timeout=5).json()["data"]["groups"]
              for r in g["rules"]]
     assert {r["name"] for r in rules if r["type"] == "alerting"} == {

@@ -49,7 +49,7 @@ scaling: setup
 	ansible-playbook ansible/scaling.yml -e scaling_steps=$(STEPS)
 
 bench: setup
-	for script in bench/[!_]*.py; do echo "== $$script"; python "$$script"; done
+	for script in bench/[!_]*.py; do echo "== $$script"; PYTHONPATH=. python "$$script"; done
 	@echo "== bench/dht.py --peer stock (500 nodes beside stock kademlia 2.2.3)"
 	python bench/dht.py --peer stock --sizes 500 --kill-fractions 0 --lookups 300
 

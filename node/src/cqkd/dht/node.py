@@ -534,14 +534,15 @@ class DhtNode:
         c = self.config
         return resolve_params(network_size, c.adaptive, c.alpha, c.k, c.query_timeout)
 
-    def _thin(self) -> bool:
+    def _thin(self, network_size: int | None = None) -> bool:
         """Whether the routing table holds fewer than the k peers (or the whole network,
         if smaller) that every node's table holds once its self-lookup has reached its
         id-space neighbours. A join whose lookup timed out on a loaded host (seen with 500
         workers starting on 2 cores: tables of 4-5 peers) leaves the node known only to
         those few, so its neighbours never name it and crawls and lookups miss it; another
-        self-lookup (the join's, Maymounkov and Mazieres 2002, section 2.3) announces it."""
-        wanted = min(self.params.k, self.estimated_network_size() - 1)
+        self-lookup (the join's, Maymounkov and Mazieres 2002, section 2.3) announces it.
+        `network_size`: the estimate, if the caller has it (a neighbour search each)."""
+        wanted = min(self.params.k, (network_size or self.estimated_network_size()) - 1)
         return self.routing_table_size < wanted
 
     def estimated_network_size(self) -> int:
@@ -586,7 +587,7 @@ class DhtNode:
             ROUTING_TABLE_PEERS.set(self.routing_table_size)
             if self.routing_table_size == 0 and self._bootstrap:
                 await self.join(self._bootstrap, required=False)
-            elif self._thin():
+            elif self._thin(network_size):
                 await self._lookup(self._server.node, None, "join")
 
 

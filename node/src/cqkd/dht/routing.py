@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 import time
+from bisect import bisect_right
 from collections import Counter
 from functools import lru_cache
 from itertools import chain, takewhile
@@ -215,6 +216,7 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
     def flush(self) -> None:
         self.index = AddressIndex()
         self.buckets = [IndexedBucket(0, 2**160, self.ksize, self.index)]
+        self._uppers: list[int] | None = None  # the buckets' upper ends, in order
         self._head_pings: dict[bytes, float] = {}
         self._removed: dict[bytes, float] = {}  # insertion order is time order
 
@@ -233,8 +235,21 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
 
     def contact(self, node_id: bytes) -> Node | None:
         """The contact the table holds under `node_id`, if any."""
-        probe = Node(node_id)
-        return self.buckets[self.get_bucket_for(probe)].nodes.get(node_id)
+        return self.buckets[self._bucket_index(int.from_bytes(node_id))].nodes.get(node_id)
+
+    def get_bucket_for(self, node: Node) -> int:
+        return self._bucket_index(node.long_id)
+
+    def _bucket_index(self, long_id: int) -> int:
+        """kademlia's rule (the first bucket whose upper end exceeds the id) by bisection,
+        not a scan: every datagram's sender is looked up (a 40th of a 10,000-node run)."""
+        if self._uppers is None:
+            self._uppers = [bucket.range[1] for bucket in self.buckets]
+        return bisect_right(self._uppers, long_id)
+
+    def split_bucket(self, index: int) -> None:
+        super().split_bucket(index)
+        self._uppers = None
 
     def recently_removed(self, node_id: bytes) -> bool:
         """Whether this peer was evicted less than REJOIN_GRACE seconds ago."""

@@ -21,7 +21,7 @@ import time
 from bisect import bisect_right
 from collections import Counter
 from functools import lru_cache
-from itertools import chain, takewhile
+from itertools import takewhile
 from typing import Any
 
 from kademlia.node import Node
@@ -168,9 +168,10 @@ class IndexedBucket(KBucket):  # type: ignore[misc]
         midpoint = (self.range[0] + self.range[1]) // 2
         one = IndexedBucket(self.range[0], midpoint, self.ksize, self.index)
         two = IndexedBucket(midpoint + 1, self.range[1], self.ksize, self.index)
+        # The live contacts stay in the table, so in the index: only their bucket changes.
         for node in self.nodes.values():
-            self.index.discard(node)
-        for node in chain(self.nodes.values(), self.replacement_nodes.values()):
+            (one if node.long_id <= midpoint else two).nodes[node.id] = node
+        for node in self.replacement_nodes.values():
             (one if node.long_id <= midpoint else two).add_node(node)
         return one, two
 

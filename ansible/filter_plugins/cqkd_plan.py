@@ -1,7 +1,9 @@
-"""The deployment plan: which node runs on which host, at which address and port, and the
-check that no two services of a host share a port.
+"""The deployment plan: which node runs on which host, at which address and port, the
+check that no two services of a host share a port, and the check that a host's share of
+the plan fits it.
 
-Plain functions over plain data (`make_plan`, `port_collisions`), unit-tested in
+Plain functions over plain data (`make_plan`, `port_collisions`, `host_limit_problems`),
+unit-tested in
 tests/deploy/test_plan.py; the filters below only read the inventory for them.
 ansible/preflight.yml computes the plan once per run and hands it to every host as facts.
 """
@@ -195,6 +197,96 @@ def cqkd_port_collisions(
     return port_collisions(plan_services(plan, monitoring))
 
 
+# Descriptors one node process holds (sockets, its HTTP server's connections, files), with
+# room to spare: a worker held 14 when measured.
+FILES_PER_NODE = 64
+
+
+def host_limit_problems(
+    host: str,
+    nodes: Sequence[Mapping[str, Any]],
+    reservations: Mapping[str, int],
+    running: Sequence[str],
+    meminfo_available: int,
+    ephemeral: Sequence[int],
+    file_nr: Sequence[int],
+) -> list[str]:
+    """What keeps `host` from running its planned `nodes` ({name, port, role}), one message
+    per limit: the memory the nodes without a running container reserve (`reservations`:
+    bytes per role) against MemAvailable (bytes; a running container's memory is already
+    out of it, and a replacement frees it before it starts), the ports against 65535 and
+    the ephemeral range (low, high), the open files against fs.file-nr (allocated, unused,
+    maximum). Empty when the plan fits."""
+    problems = []
+    running_names = set(running)
+    new = [node for node in nodes if node["name"] not in running_names]
+    new_workers = sum(1 for node in new if node["role"] == "worker")
+    new_bootstraps = len(new) - new_workers
+    reserved = sum(int(reservations[node["role"]]) for node in new)
+    if reserved > meminfo_available:
+        problems.append(
+            f"{new_workers} new workers and {new_bootstraps} new bootstrap nodes reserve "
+            f"{round(reserved / 1048576)} MiB of memory on {host} "
+            f"(dht_nodes_worker_memory_reservation {round(reservations['worker'] / 1048576)} MiB, "
+            "dht_nodes_bootstrap_memory_reservation "
+            f"{round(reservations['bootstrap'] / 1048576)} MiB), more than its MemAvailable of "
+            f"{round(meminfo_available / 1048576)} MiB: deploy fewer workers, add hosts to "
+            "dht_workers, or lower the reservation."
+        )
+    ports = [int(node["port"]) for node in nodes]
+    low, high = ephemeral
+    if ports and (max(ports) > 65535 or any(low <= port <= high for port in ports)):
+        problems.append(
+            f"the nodes of {host} listen on ports {min(ports)} to {max(ports)}, which must stay "
+            "at most 65535 and outside the host's ephemeral range net.ipv4.ip_local_port_range "
+            f"{low}-{high} (the kernel gives those ports to outgoing connections): change "
+            "cqkd_ports."
+        )
+    allocated, _unused, maximum = file_nr
+    if allocated + len(ports) * FILES_PER_NODE > maximum:
+        problems.append(
+            f"{len(ports)} nodes need about {len(ports) * FILES_PER_NODE} open files on {host}, "
+            f"but {allocated} of its fs.file-max {maximum} are in use: raise fs.file-max or "
+            "deploy fewer nodes."
+        )
+    return problems
+
+
+def cqkd_host_limits(
+    proc: str,
+    host: str,
+    workers: Sequence[Mapping[str, Any]],
+    bootstraps: Sequence[Mapping[str, Any]],
+    worker_reservation: int,
+    bootstrap_reservation: int,
+) -> list[str]:
+    """`probe.stdout | cqkd_host_limits(host, cqkd_plan_workers, cqkd_plan_bootstraps,
+    worker bytes, bootstrap bytes)`: host_limit_problems for the nodes the plan puts on
+    `host`, from one probe's output: the running containers' names, one a line, then
+    /proc/meminfo, ip_local_port_range and fs/file-nr."""
+    names, _, proc_files = proc.partition("MemTotal:")
+    lines = proc_files.splitlines()
+    available_kb = next(
+        int(line.split()[1]) for line in lines if line.startswith("MemAvailable:")
+    )
+    nodes = [{**node, "role": "worker"} for node in workers if node["host"] == host] + [
+        {**node, "role": "bootstrap"} for node in bootstraps if node["host"] == host
+    ]
+    return host_limit_problems(
+        host,
+        nodes,
+        {"worker": int(worker_reservation), "bootstrap": int(bootstrap_reservation)},
+        names.split(),
+        available_kb * 1024,
+        [int(n) for n in lines[-2].split()],
+        [int(n) for n in lines[-1].split()],
+    )
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"cqkd_plan": cqkd_plan, "cqkd_port_collisions": cqkd_port_collisions}
+        return {
+            "cqkd_plan": cqkd_plan,
+            "cqkd_port_collisions": cqkd_port_collisions,
+            "cqkd_host_limits": cqkd_host_limits,
+        }

@@ -110,6 +110,12 @@ files_changed:
   type: list
   elements: str
   returned: always
+statuses:
+  description: >-
+    Docker's status ("Up 2 minutes (healthy)") of every container with I(labels), of any
+    role, as listed before anything was changed.
+  type: dict
+  returned: always
 """
 
 
@@ -312,9 +318,12 @@ def main() -> None:
         image_id = client.get_json("/images/{0}/json", params["image"])["Id"]
     except NotFound:
         client.fail(f"{params['image']} is not on this Docker host: run ansible/images.yml first")
+    # Every container with the labels, of any role: the role's own to plan, and every one's
+    # Docker status for the caller (the verify play need not list them all again).
     labels = [f"{key}={value}" for key, value in params["labels"].items()]
-    filters = {"label": [*labels, f"io.cqkd.role={role}"]}
-    listed = client.get_json("/containers/json", params={"all": 1, "filters": json.dumps(filters)})
+    listed = client.get_json(
+        "/containers/json", params={"all": 1, "filters": json.dumps({"label": labels})}
+    )
     existing = [
         {
             "name": c["Names"][0].lstrip("/"),
@@ -323,6 +332,7 @@ def main() -> None:
             "running": c["State"] == "running",
         }
         for c in listed
+        if (c.get("Labels") or {}).get("io.cqkd.role") == role
     ]
     ids = {c["name"]: c["id"] for c in existing}
     specs = {
@@ -336,6 +346,7 @@ def main() -> None:
         "removed": todo["remove"],
         "kept": len(todo["keep"]),
         "files_changed": files_changed,
+        "statuses": {c["Names"][0].lstrip("/"): c.get("Status", "") for c in listed},
     }
     if client.module._diff:
         before = {c["name"]: c["hash"] for c in existing}

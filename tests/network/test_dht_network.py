@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
 import time
 
 import msgpack
@@ -250,6 +251,21 @@ async def test_dead_peer_costs_one_timeout_then_is_skipped() -> None:
         second = time.monotonic() - began
         assert first >= 0.25 and second < 0.05
         assert address not in {(p.host, p.port) for p in caller.live_peers()}
+
+
+async def test_a_request_its_caller_gave_up_does_not_count_the_peer_dead() -> None:
+    # A cancelled caller (a recheck's hello replaced by a newer one) must not leave the
+    # peer counted dead when the request's timer runs out; a request still awaited must.
+    async with LocalNetwork(fast_settings(), workers=2, maintenance=False) as net:
+        protocol = net.workers[0].protocol
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))
+            address = silent.getsockname()
+            protocol.request(address, "ping", net.workers[0].node_id).cancel()
+            await asyncio.sleep(0.5)  # past the 0.3-s RPC timeout
+            assert not protocol.is_dead(address)
+            answered, _ = await protocol.request(address, "ping", net.workers[0].node_id)
+            assert not answered and protocol.is_dead(address)
 
 
 async def test_health_checks_evict_a_peer_after_three_failures() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import random
 import socket
@@ -14,6 +15,7 @@ from cqkd.dht.config import DhtConfig
 from cqkd.dht.health import FAILURE_LIMIT, Depth, HealthChecker
 from cqkd.dht.node import MAX_PAYLOAD_BYTES, DhtNode, JoinError, adjacent_id
 from cqkd.dht.protocol import MAX_DATAGRAM_BYTES
+from cqkd.dht.routing import FAR_BUCKET_NODES
 from cqkd.metrics import DHT_JOIN_DURATION, DHT_JOINED_TIMESTAMP, DHT_REJECTED_DATAGRAMS
 from cqkd.settings import Settings, load_settings
 from cqkd.sim.network import LocalNetwork
@@ -393,6 +395,33 @@ async def test_a_health_round_reannounces_a_node_to_its_nearest_neighbour() -> N
         assert node.health is not None
         await node.health.run_round()
         assert node.node_id in {p.node_id for p in neighbour.live_peers()}
+
+
+def empty_far_buckets(net: LocalNetwork) -> int:
+    """Buckets, over every node, that do not cover the node's id and hold no contact
+    although at least FAR_BUCKET_NODES running nodes have an id in their range."""
+    ids = sorted(int.from_bytes(n.node_id) for n in net.nodes)
+    empty = 0
+    for node in net.nodes:
+        own = int.from_bytes(node.node_id)
+        for bucket in node.protocol.router.buckets:
+            low, high = bucket.range
+            in_range = bisect.bisect_right(ids, high) - bisect.bisect_left(ids, low)
+            if not bucket.nodes and not low <= own <= high and in_range >= FAR_BUCKET_NODES:
+                empty += 1
+    return empty
+
+
+async def test_maintenance_rounds_refill_the_far_buckets_a_join_leaves_empty() -> None:
+    # A self-lookup meets only nodes near the node's id: after 300 joins about 230 far
+    # buckets were empty though nodes had ids in their range (at 10,000 nodes such gaps,
+    # shared by whole clusters, made lookups end on the wrong side of the id space). Each
+    # round refills one bucket per node; without the refill the 8 rounds left them all.
+    async with LocalNetwork(fast_settings(), workers=300, maintenance=False) as net:
+        assert empty_far_buckets(net) > 0
+        for _ in range(8):
+            await asyncio.gather(*(node.maintenance_round() for node in net.nodes))
+        assert empty_far_buckets(net) == 0
 
 
 async def test_datagram_limit_constant_is_rpcudp_s() -> None:

@@ -53,6 +53,7 @@ from cqkd.dht.config import DhtConfig
 from cqkd.dht.crawling import FastNodeSpiderCrawl, FastValueSpiderCrawl
 from cqkd.dht.health import HealthChecker
 from cqkd.dht.params import (
+    ID_SPACE,
     KademliaParams,
     estimate_network_size,
     health_interval,
@@ -70,7 +71,7 @@ from cqkd.dht.protocol import (
     CqkdProtocol,
 )
 from cqkd.dht.proven import ProvenAddresses
-from cqkd.dht.routing import REPLACEMENT_FACTOR
+from cqkd.dht.routing import REPLACEMENT_FACTOR, contact_node
 from cqkd.dht.storage import BoundedStorage, value_bytes
 from cqkd.logs import event
 from cqkd.metrics import (
@@ -575,20 +576,53 @@ class DhtNode:
         return network_size
 
     async def _maintain(self) -> None:
-        assert self.health is not None
         # One size estimate (a neighbour search) per round: it sets both the parameters
         # and the next interval.
         network_size = self.estimated_network_size()
         while True:
             interval = health_interval(network_size)
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
-            network_size = self._apply_params()
-            await self.health.run_round()
-            ROUTING_TABLE_PEERS.set(self.routing_table_size)
-            if self.routing_table_size == 0 and self._bootstrap:
-                await self.join(self._bootstrap, required=False)
-            elif self._thin(network_size):
-                await self._lookup(self._server.node, None, "join")
+            network_size = await self.maintenance_round()
+
+    async def maintenance_round(self) -> int:
+        """One round of upkeep: parameters, a health round, a rejoin or self-lookup while
+        the table is thin, one far bucket refilled. Returns the network-size estimate."""
+        assert self.health is not None
+        network_size = self._apply_params()
+        await self.health.run_round()
+        ROUTING_TABLE_PEERS.set(self.routing_table_size)
+        if self.routing_table_size == 0 and self._bootstrap:
+            await self.join(self._bootstrap, required=False)
+        elif self._thin(network_size):
+            await self._lookup(self._server.node, None, "join")
+        await self._fill_far_bucket(network_size)
+        return network_size
+
+    async def _fill_far_bucket(self, network_size: int) -> None:
+        """Kademlia's bucket refresh (Maymounkov and Mazieres 2002, section 2.3: a node
+        refreshes every bucket further than its closest neighbour), one bucket a round and
+        at two RPCs: the widest empty far bucket (FastRoutingTable.empty_far_range), a
+        find_node for a random id of its range to the contact nearest that id, and a ping
+        to the first contact the answer names in the range, which then enters this table
+        (and this node its table). Without it, lookups at 10,000 nodes in one process
+        ended in clusters of nodes that all knew nobody on the key's side of the id space
+        (1 to 10 of 1,000 store/get pairs failed)."""
+        router = self.protocol.router
+        gap = router.empty_far_range(network_size)
+        if gap is None:
+            return
+        low, high = gap
+        target = Node(min(random.randint(low, high), ID_SPACE - 1).to_bytes(20, "big"))
+        asked = router.find_neighbors(target, 1)
+        if not asked:
+            return
+        answered, contacts = await self.protocol.call_find_node(asked[0], target)
+        if not answered:
+            return
+        for node_id, host, port in contacts:
+            if low <= int.from_bytes(node_id) <= high and router.contact(node_id) is None:
+                await self.protocol.call_ping(contact_node(node_id, host, port))
+                return
 
 
 def _publish_params(params: KademliaParams, network_size: int) -> None:

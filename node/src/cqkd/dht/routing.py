@@ -27,7 +27,13 @@ from typing import Any
 from kademlia.node import Node
 from kademlia.routing import KBucket, RoutingTable
 
+from cqkd.dht.params import ID_SPACE
+
 Address = tuple[str, int]
+
+# A bucket away from the node's own id is worth refilling (FastRoutingTable.empty_far_range)
+# when the network-size estimate puts at least this many nodes in its range.
+FAR_BUCKET_NODES = 4
 
 # kademlia's table keeps up to 5 k replacements per bucket; most are never promoted, and at
 # 10,000 nodes in one process they were most of a node's memory. k of them refill a bucket
@@ -251,6 +257,27 @@ class FastRoutingTable(RoutingTable):  # type: ignore[misc]
     def split_bucket(self, index: int) -> None:
         super().split_bucket(index)
         self._uppers = None
+
+    def empty_far_range(self, network_size: int) -> tuple[int, int] | None:
+        """The id range (low, high, inclusive) of the widest bucket that does not cover this
+        node's id and holds no contact although `network_size` nodes spread evenly would put
+        at least FAR_BUCKET_NODES in it; None if there is no such bucket.
+
+        Such gaps are the rule, not the exception: a self-lookup meets only nodes near the
+        node's id, and a split leaves an empty half wherever no contact came from. In one
+        process of 3,000 nodes, 2,871 had one after start-up, 1,233 of them for the half of
+        the id space opposite their own."""
+        own = self.node.long_id
+        widest: tuple[int, int] | None = None
+        for bucket in self.buckets:
+            low, high = bucket.range
+            if bucket.nodes or low <= own <= high:
+                continue
+            if (high - low) * network_size < FAR_BUCKET_NODES * ID_SPACE:
+                continue
+            if widest is None or high - low > widest[1] - widest[0]:
+                widest = (low, high)
+        return widest
 
     def recently_removed(self, node_id: bytes) -> bool:
         """Whether this peer was evicted less than REJOIN_GRACE seconds ago."""

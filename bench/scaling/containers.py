@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -101,15 +100,6 @@ def prometheus(url: str, query: str) -> float | None:
         return None
     value = float(result[0]["value"][1])
     return None if math.isnan(value) else value
-
-
-def scrape_interval(url: str) -> float:
-    """Seconds between two scrapes of a target: the prometheus role lengthens the interval
-    on large deployments (at most prometheus_max_scrapes_per_second targets a second)."""
-    with urllib.request.urlopen(f"{url}/api/v1/status/config", timeout=30) as response:
-        config = json.load(response)["data"]["yaml"]
-    found = re.search(r"scrape_interval: (\d+)s", config)
-    return float(found.group(1)) if found else 60.0
 
 
 def docker(*args: str) -> str:
@@ -242,11 +232,8 @@ def step(args: argparse.Namespace) -> None:
     alice_url = f"http://127.0.0.1:{alice_env.get('HTTP_PORT', '8001')}"
     token = Path(args.token_file).expanduser().read_text().strip()
     sessions = run_sessions(alice_url, token)
-    interval = scrape_interval(args.prometheus)
-    # A rate needs two scrapes in its window at least.
-    window = max(30, 3 * math.ceil(interval), math.ceil(time.monotonic() - load_began))
-    # One more scrape, so the load is in Prometheus.
-    time.sleep(args.scrape_wait if args.scrape_wait is not None else interval + 2)
+    window = max(30, math.ceil(time.monotonic() - load_began))
+    time.sleep(args.scrape_wait)  # one more scrape, so the load is in Prometheus
     figures: dict[str, Any] = {name: prometheus(args.prometheus, q) for name, q in QUERIES.items()}
     figures["worker_cpu_percent_mean"] = prometheus(
         args.prometheus, CPU_PERCENT_QUERY.format(window=window))
@@ -375,8 +362,7 @@ def main() -> None:
     measure.add_argument("--rerun-changed", type=int, default=0)
     measure.add_argument("--prometheus", default="http://127.0.0.1:9090")
     measure.add_argument("--token-file", default="~/.cqkd/secrets/api-token")
-    measure.add_argument("--scrape-wait", type=float, default=None,
-                         help="seconds to wait for the last scrape (default: the interval + 2)")
+    measure.add_argument("--scrape-wait", type=float, default=12.0)
     measure.add_argument("--out", type=Path, required=True)
     broken = commands.add_parser("failed", help="record a step whose deploy failed")
     broken.add_argument("--workers", type=int, required=True)

@@ -18,7 +18,7 @@ from deploy_helpers import REPO
 MODULE = REPO / "roles" / "dht_nodes" / "library" / "cqkd_node_metrics.py"
 
 
-def _server(join_seconds: float, health_status: int = 200) -> ThreadingHTTPServer:
+def _server(join_seconds: float) -> ThreadingHTTPServer:
     body = (
         "# TYPE cqkd_dht_join_duration_seconds gauge\n"
         f"cqkd_dht_join_duration_seconds {join_seconds}\n"
@@ -27,11 +27,6 @@ def _server(join_seconds: float, health_status: int = 200) -> ThreadingHTTPServe
 
     class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path == "/health":
-                self.send_response(health_status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -73,32 +68,3 @@ def test_one_call_reads_every_role_apart(nodes: list[ThreadingHTTPServer], tmp_p
         "worker": {"cqkd_dht_join_duration_seconds": [1.5, 2.5]},
     }
     assert result["unreachable"] == 1
-
-
-def _run(args: dict[str, object], tmp_path: Path) -> dict[str, object]:
-    path = tmp_path / "args.json"
-    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    done = subprocess.run([sys.executable, str(MODULE), str(path)], capture_output=True,
-                          text=True, timeout=60, check=False)
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-
-def test_health_is_checked_in_the_same_call(tmp_path: Path) -> None:
-    healthy, isolated = _server(0.5), _server(1.5, health_status=503)
-    try:
-        ports = {"worker": [healthy.server_address[1]]}
-        names = ["cqkd_dht_join_duration_seconds"]
-        good = _run({"ports": ports, "names": names, "health_path": "/health"}, tmp_path)
-        assert not good.get("failed"), good
-        assert good["values"] == {"worker": {"cqkd_dht_join_duration_seconds": [0.5]}}
-        bad_port = isolated.server_address[1]
-        bad = _run({"ports": {"worker": [*ports["worker"], bad_port]}, "names": names,
-                    "health_path": "/health", "wait": 1}, tmp_path)
-        assert bad.get("failed"), bad
-        assert bad["failing"] == [{"url": f"http://127.0.0.1:{bad_port}/health",
-                                   "error": "HTTP 503"}]
-        assert "1 of 2 nodes do not answer /health with 200" in str(bad["msg"])
-    finally:
-        for server in (healthy, isolated):
-            server.shutdown()
-            server.server_close()

@@ -1,18 +1,12 @@
 #!/usr/bin/python
-"""Ansible module: read a few unlabelled gauges from the /metrics of many nodes of one host,
-after each node's health endpoint has answered 200 when asked to.
+"""Ansible module: read a few unlabelled gauges from the /metrics of many nodes of one host.
 
 The verify play reports the nodes' own discovery times (cqkd_dht_join_duration_seconds,
-cqkd_dht_joined_timestamp_seconds) without depending on Prometheus, which is optional. It
-also checks each node's /health in the same call: the two were one task and one pass over
-506 nodes each (0.7-1.0 s for the /health task alone at 500 workers), and every task costs
-time on a rerun.
+cqkd_dht_joined_timestamp_seconds) without depending on Prometheus, which is optional.
 """
 
 from __future__ import annotations
 
-import time
-import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,15 +35,6 @@ options:
     description: Seconds one request may take.
     type: float
     default: 5
-  health_path:
-    description: >-
-      Path each node must answer with 200 before its metrics are read (the module fails
-      naming the nodes that did not); none to read the metrics only.
-    type: str
-  wait:
-    description: Seconds to keep asking a node's I(health_path) until it answers 200.
-    type: float
-    default: 0
 """
 
 RETURN = r"""
@@ -63,14 +48,7 @@ unreachable:
   description: Number of nodes whose /metrics did not answer.
   type: int
   returned: always
-failing:
-  description: URL and last error of every node whose I(health_path) did not answer 200 in time.
-  type: list
-  elements: dict
-  returned: always
 """
-
-RETRY_SECONDS = 0.5
 
 
 def samples(text: str, names: set[str]) -> dict[str, float]:
@@ -83,23 +61,6 @@ def samples(text: str, names: set[str]) -> dict[str, float]:
     return found
 
 
-def health_error(url: str, timeout: float, wait: float) -> str | None:
-    """None once GET `url` answers 200 (asked again every RETRY_SECONDS for `wait` seconds),
-    else the last answer or error."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                error = None if response.status == 200 else f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            error = f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:
-            error = str(getattr(exc, "reason", exc))
-        if error is None or time.monotonic() >= deadline:
-            return error
-        time.sleep(RETRY_SECONDS)
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -107,8 +68,6 @@ def main() -> None:
             "ports": {"type": "dict", "required": True},
             "names": {"type": "list", "elements": "str", "required": True},
             "timeout": {"type": "float", "default": 5},
-            "health_path": {"type": "str"},
-            "wait": {"type": "float", "default": 0},
         },
         supports_check_mode=True,
     )
@@ -116,15 +75,7 @@ def main() -> None:
     host = f"[{params['host']}]" if ":" in params["host"] else params["host"]
     names = set(params["names"])
 
-    failing: dict[str, str] = {}
-
     def read(port: int) -> dict[str, float] | None:
-        if params["health_path"]:
-            url = f"http://{host}:{port}{params['health_path']}"
-            error = health_error(url, params["timeout"], params["wait"])
-            if error is not None:
-                failing[url] = error
-                return None
         try:
             url = f"http://{host}:{port}/metrics"
             with urllib.request.urlopen(url, timeout=params["timeout"]) as response:
@@ -145,16 +96,10 @@ def main() -> None:
         for port in ports:
             for name, value in (read_all[port] or {}).items():
                 values[group][name].append(value)
-    failed = [{"url": url, "error": error} for url, error in sorted(failing.items())]
-    result = {
-        "changed": False, "values": values,
-        "unreachable": sum(found is None for found in read_all.values()), "failing": failed,
-    }
-    if failed:
-        shown = ", ".join(f"{f['url']} ({f['error']})" for f in failed[:10])
-        module.fail_json(msg=f"{len(failing)} of {len(every_port)} nodes do not answer "
-                             f"{params['health_path']} with 200: {shown}", **result)
-    module.exit_json(**result)
+    module.exit_json(
+        changed=False, values=values,
+        unreachable=sum(found is None for found in read_all.values()),
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ container and the files it writes before the containers start (a real directory 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -112,3 +114,36 @@ def test_a_file_is_written_once_then_left_alone(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o400
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == ["admission.key"]
+
+
+def test_desired_specs_hash_what_the_role_template_hashed() -> None:
+    # The label of a running container must not change with the move of the spec from
+    # the role's template (`spec | to_json | hash('sha1')`) into the module: the hash is
+    # the SHA-1 of json.dumps({name, env, port, **common}), env ending with DHT_PORT then
+    # the node's own variables.
+    common = {"memory": "128M", "user": 10001, "shared": {"init": True, "pids_limit": 256}}
+    health = {"test": ["CMD", "python3", "-c", "probe", "127.0.0.1"], "interval": "30s",
+              "timeout": "10s", "retries": 3}
+    specs = _module().desired_specs(
+        [{"name": "w-0", "port": 7000, "address": "10.0.0.1", "host": "h"},
+         {"name": "b-0", "port": 6999, "env": {"BOOTSTRAP_NODES": "10.0.0.1:6998"}}],
+        common, {"LOG_LEVEL": "INFO"}, health)
+    worker, bootstrap = specs
+    expected = {"name": "w-0", "env": {"LOG_LEVEL": "INFO", "DHT_PORT": "7000"},
+                "port": "7000", **common}
+    assert worker["hash"] == hashlib.sha1(json.dumps(expected).encode()).hexdigest()
+    assert list(bootstrap["env"]) == ["LOG_LEVEL", "DHT_PORT", "BOOTSTRAP_NODES"]
+    assert worker["healthcheck"]["test"][-2:] == ["127.0.0.1", "7000"]
+    assert health["test"][-1] == "127.0.0.1"  # the shared healthcheck is left as it was
+    assert "address" not in worker and worker["user"] == 10001
+
+
+def test_unready_names_the_stopped_and_the_unhealthy() -> None:
+    listed = [
+        {"Names": ["/w-0"], "State": "running", "Status": "Up 2 minutes (healthy)"},
+        {"Names": ["/w-1"], "State": "running", "Status": "Up 3 seconds (health: starting)"},
+        {"Names": ["/w-2"], "State": "running", "Status": "Up 9 minutes (unhealthy)"},
+        {"Names": ["/w-3"], "State": "exited", "Status": "Exited (1) 4 seconds ago"},
+        {"Names": ["/w-4"], "State": "running", "Status": "Up 5 minutes"},
+    ]
+    assert _module().unready(listed) == ["w-2", "w-3"]

@@ -55,11 +55,31 @@ options:
     default: []
   containers:
     description: >-
-      The desired containers, each a dict with name, hash (the io.cqkd.spec label), env
-      (dict), port, user, mounts (docker_container's mount dicts), memory,
-      memory_reservation, healthcheck (test list, interval, timeout, retries).
+      The desired containers, each a dict with name, port and optionally env (its own
+      variables). Each container's spec is built here from I(common), I(env) and
+      I(healthcheck), so that the play templates no per-container expression: on a host
+      with 500 workers that templating was most of a rerun's cost of this task.
     type: list
     elements: dict
+    required: true
+  common:
+    description: >-
+      What every desired container shares, in the order it is hashed: memory,
+      memory_reservation, user, mounts (docker_container's mount dicts) and anything else
+      the spec label must cover (the probe, the shared options).
+    type: dict
+    required: true
+  env:
+    description: >-
+      Environment every container shares; then DHT_PORT (the container's port), then the
+      container's own env.
+    type: dict
+    default: {}
+  healthcheck:
+    description: >-
+      Docker's healthcheck of every container (test list, interval, timeout, retries); the
+      container's port is appended to the test.
+    type: dict
     required: true
   options:
     description: The shared hardened options of roles/cqkd_container (_cqkd_container_options).
@@ -116,6 +136,14 @@ statuses:
     role, as listed before anything was changed.
   type: dict
   returned: always
+unready:
+  description: >-
+    Names of the containers with I(labels), of any role, that did not run or that Docker
+    called unhealthy, as listed before anything was changed (the verify play waits when
+    there is any, or when anything changed).
+  type: list
+  elements: str
+  returned: always
 """
 
 
@@ -123,6 +151,40 @@ def label_hash(spec_hash: str, image_id: str) -> str:
     """The io.cqkd.spec label of a container: its desired spec's hash with the image's id
     (a sha256 digest as Docker gives it), as 40 hex digits."""
     return hashlib.sha1(f"{spec_hash} {image_id}".encode()).hexdigest()
+
+
+def desired_specs(
+    containers: list[dict[str, Any]], common: dict[str, Any], env: dict[str, str],
+    healthcheck: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Each desired container's spec with its hash (the io.cqkd.spec label before the image's
+    id is added): the SHA-1 of the JSON of {name, env, port, **common}, keys in that order,
+    as the role's templates hashed it before (`spec | to_json | hash('sha1')`), so that
+    running containers keep their label across this change."""
+    out = []
+    for container in containers:
+        port = str(container["port"])
+        spec = {
+            "name": container["name"],
+            "env": {**env, "DHT_PORT": port, **(container.get("env") or {})},
+            "port": port,
+            **common,
+        }
+        digest = hashlib.sha1(json.dumps(spec).encode()).hexdigest()
+        out.append({
+            **spec, "hash": digest,
+            "healthcheck": {**healthcheck, "test": [*healthcheck["test"], port]},
+        })
+    return out
+
+
+def unready(listed: list[dict[str, Any]]) -> list[str]:
+    """Names of the listed containers (Docker's /containers/json) that do not run, or that
+    Docker calls unhealthy."""
+    return sorted(
+        c["Names"][0].lstrip("/") for c in listed
+        if c["State"] != "running" or "(unhealthy)" in c.get("Status", "")
+    )
 
 
 def ensure_file(
@@ -296,6 +358,9 @@ def main() -> None:
                 },
             },
             "containers": {"type": "list", "elements": "dict", "required": True},
+            "common": {"type": "dict", "required": True},
+            "env": {"type": "dict", "default": {}},
+            "healthcheck": {"type": "dict", "required": True},
             "options": {"type": "dict", "required": True},
             "labels": {"type": "dict", "required": True},
             "spec_label": {"type": "str", "default": "io.cqkd.spec"},
@@ -336,7 +401,9 @@ def main() -> None:
     ]
     ids = {c["name"]: c["id"] for c in existing}
     specs = {
-        c["name"]: {**c, "hash": label_hash(c["hash"], image_id)} for c in params["containers"]
+        c["name"]: {**c, "hash": label_hash(c["hash"], image_id)}
+        for c in desired_specs(params["containers"], params["common"], params["env"],
+                               params["healthcheck"])
     }
     todo = plan(list(specs.values()), existing)
     result: dict[str, Any] = {
@@ -347,6 +414,7 @@ def main() -> None:
         "kept": len(todo["keep"]),
         "files_changed": files_changed,
         "statuses": {c["Names"][0].lstrip("/"): c.get("Status", "") for c in listed},
+        "unready": unready(listed),
     }
     if client.module._diff:
         before = {c["name"]: c["hash"] for c in existing}

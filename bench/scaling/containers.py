@@ -1,6 +1,7 @@
 """The container scaling study's measurements; ansible/scaling.yml deploys and calls this.
 
     python -m bench.scaling.containers step --workers N --fresh S --rerun S --out DIR
+    python -m bench.scaling.containers rerun --workers N --rerun S --changed C --rc RC --out DIR
     python -m bench.scaling.containers failed --workers N --fresh S --reason TEXT --out DIR
     python -m bench.scaling.containers finish --out DIR --started ISO --command CMD
 
@@ -9,12 +10,17 @@ waits until Prometheus has scraped every node, runs a bounded load (DHT lookups 
 short-lived container of the node image on the host network, bench/scaling/lookups.py, and
 key sessions through Alice's control API), then reads the figures from Prometheus's HTTP
 API (the nodes' own metrics, QUERIES below), from `docker stats` and from /proc/net/snmp,
-and writes DIR/step-N.json. `finish` gathers the steps into DIR/results.json (the shared
-schema of bench/scaling/report.py) and writes the report beside it.
+and writes DIR/step-N.json. `rerun` adds to it the time of a rerun with nothing to change
+made after the load, on a deployment that has settled (the first rerun follows the fresh
+deploy at once, while hundreds of nodes still run their first upkeep rounds). `finish`
+gathers the steps into DIR/results.json (the shared schema of bench/scaling/report.py) and
+writes the report beside it.
 
 Extra figures (beside the shared schema's): bootstrap_nodes, load_average_1m (the host's
 load when the figures were read: timings on a shared 2-core machine depend on it),
-deploy_rerun_changed (tasks a rerun with nothing to change reported changed).
+deploy_rerun_changed (tasks a rerun with nothing to change reported changed),
+deploy_rerun_settled_seconds and deploy_rerun_settled_changed (the same, for the rerun
+after the load).
 """
 
 from __future__ import annotations
@@ -270,6 +276,23 @@ def step(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def rerun(args: argparse.Namespace) -> None:
+    """The rerun after the load: its time (None if it failed, with the reason as a note)
+    and the tasks it reported changed, added to DIR/step-N.json."""
+    path = args.out / f"step-{args.workers}.json"
+    result = json.loads(path.read_text())
+    ok = args.rc == 0
+    result["figures"].update({
+        "deploy_rerun_settled_seconds": args.rerun if ok else None,
+        "deploy_rerun_settled_changed": args.changed if ok else None,
+    })
+    result["notes"].append(
+        "deploy_rerun_settled: a rerun with nothing to change after the load, load average "
+        f"{os.getloadavg()[0]:.1f} when it ended" if ok
+        else f"the rerun after the load failed (exit {args.rc}) after {args.rerun:.1f} s")
+    path.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def failed(args: argparse.Namespace) -> None:
     """A step whose deploy failed: its figures are null but the time it took, the reason
     is its note; the study goes on."""
@@ -364,6 +387,12 @@ def main() -> None:
     measure.add_argument("--token-file", default="~/.cqkd/secrets/api-token")
     measure.add_argument("--scrape-wait", type=float, default=12.0)
     measure.add_argument("--out", type=Path, required=True)
+    settled = commands.add_parser("rerun", help="add the rerun after the load to a step")
+    settled.add_argument("--workers", type=int, required=True)
+    settled.add_argument("--rerun", type=seconds, required=True, help="rerun, H:MM:SS.f")
+    settled.add_argument("--changed", type=int, default=0)
+    settled.add_argument("--rc", type=int, required=True, help="the rerun's exit status")
+    settled.add_argument("--out", type=Path, required=True)
     broken = commands.add_parser("failed", help="record a step whose deploy failed")
     broken.add_argument("--workers", type=int, required=True)
     broken.add_argument("--fresh", type=seconds, required=True, help="fresh deploy, H:MM:SS.f")
@@ -375,7 +404,7 @@ def main() -> None:
     done.add_argument("--started", required=True)
     done.add_argument("--command", required=True)
     args = parser.parse_args()
-    {"step": step, "failed": failed, "finish": finish}[args.command_name](args)
+    {"step": step, "rerun": rerun, "failed": failed, "finish": finish}[args.command_name](args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.deploy
 STEPS = (15, 30)
 # The shared schema's figures that the container study measures (none is null here).
 FIGURES = (
-    "deploy_fresh_seconds", "deploy_rerun_seconds", "startup_seconds",
+    "deploy_fresh_seconds", "deploy_rerun_seconds", "deploy_rerun_settled_seconds",
+    "startup_seconds",
     "discovery_worker_p50_seconds", "discovery_worker_p99_seconds",
     "discovery_bootstrap_p50_seconds", "discovery_bootstrap_p99_seconds",
     "alice_convergence_seconds", "lookups", "query_success_ratio", "store_get_success_ratio",
@@ -56,6 +57,7 @@ def test_quick_scaling_study_reports_figures_from_the_run(tmp_path: Path) -> Non
                 assert isinstance(value, int | float) and math.isfinite(value), (name, value)
             assert step["figures"]["sessions_confirmed"] == step["figures"]["sessions"]
             assert step["figures"]["deploy_rerun_changed"] == 0  # the rerun changed nothing
+            assert step["figures"]["deploy_rerun_settled_changed"] == 0
         assert (out / "report.md").is_file()
         plots = json.loads((out / "plots.json").read_text())
         assert {"discovery.png", "deploy_time.png", "memory_per_worker.png"} <= plots.keys()

@@ -43,6 +43,12 @@ def test_bootstrap_and_workers_serve_health_and_metrics_then_stop_on_sigterm() -
             assert report["status"] == "ok" and report["role"] == "worker"
             assert report["routing_table_size"] >= 2 and len(report["node_id"]) == 40
             assert report["uptime_seconds"] >= 0
+            # The join's duration and end, as the metrics give them (the deploy reads these).
+            own = httpx.get(w2.url("/metrics"), timeout=5).text
+            [joined_at] = [float(line.split()[1]) for line in own.splitlines()
+                           if line.startswith("cqkd_dht_joined_timestamp_seconds ")]
+            assert report["joined_at"] == joined_at
+            assert 0 < report["join_seconds"] < report["uptime_seconds"]
             metrics = httpx.get(boot.url("/metrics"), timeout=5)
             assert metrics.status_code == 200
             assert metrics.headers["content-type"].startswith("text/plain")

@@ -237,6 +237,9 @@ class DhtNode:
         self._bootstrap: list[tuple[str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = 0.0
+        # The last join's duration (s) and end (Unix time): /health and the metrics show them.
+        self.join_seconds: float | None = None
+        self.joined_at: float | None = None
         self.health: HealthChecker | None = None
 
     # --- identity and lifecycle ---
@@ -339,10 +342,11 @@ class DhtNode:
                 break
             await self._lookup(self._server.node, None, "join")
         self._apply_params()
-        elapsed = time.monotonic() - began
+        elapsed = self.join_seconds = time.monotonic() - began
+        self.joined_at = time.time()
         DHT_DISCOVERY_DURATION.observe(elapsed)
         DHT_JOIN_DURATION.set(elapsed)
-        DHT_JOINED_TIMESTAMP.set(time.time())
+        DHT_JOINED_TIMESTAMP.set(self.joined_at)
         event(
             log,
             "joined",

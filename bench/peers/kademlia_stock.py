@@ -3,7 +3,7 @@ bench/dht.py --peer stock. Runs in its own virtualenv (kademlia and the standard
 only, no cqkd), so it repeats the harness definitions of cqkd.sim.network:
 
 - bootstraps start first, the others join the first; then the workers start and join the
-  bootstraps, at most JOIN_CONCURRENCY at a time;
+  bootstraps, one after another (JOIN_CONCURRENCY);
 - discovery runs from the last worker's start until every node knows min(k, N-1) live
   peers (laggards refresh their table), start-up from the first node's start;
 - optionally a fraction of the workers stops without notice;
@@ -28,7 +28,7 @@ from pathlib import Path
 from kademlia.network import Server
 
 LOOPBACK = "127.0.0.1"
-JOIN_CONCURRENCY = 8
+JOIN_CONCURRENCY = 1  # as cqkd.sim.network's
 CONVERGENCE_POLL_SECONDS = 0.05
 
 

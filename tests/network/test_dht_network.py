@@ -187,6 +187,63 @@ async def test_ten_thousand_random_datagrams_then_ping_still_answers() -> None:
         assert await target.set("still", "serving") and await sender.get("still") == "serving"
 
 
+class RogueResponder(asyncio.DatagramProtocol):
+    """A peer that answers every request with `answer` (already msgpack-able)."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(b"\x01" + data[1:21] + msgpack.packb(self.answer), addr)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1\x00", "localhost", "::1", ""])
+async def test_a_contact_whose_host_is_no_ipv4_address_is_refused_and_the_node_keeps_serving(
+    host: str,
+) -> None:
+    # A NUL byte in a host made the asking node's sendto raise TypeError, and asyncio then
+    # closed its socket for good while /health still said ok; a name would be resolved,
+    # blocking the node. One answer from anyone who can send UDP was enough.
+    async with LocalNetwork(fast_settings(), workers=3, maintenance=False) as net:
+        node, other = net.workers[0], net.workers[1]
+        rogue_id = os.urandom(20)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: RogueResponder([[os.urandom(20), host, 9]]), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            node.protocol.welcome_if_new(Node(rogue_id, *transport.get_extra_info("sockname")))
+            before = rejected("bad_response")
+            await node.find_node(adjacent_id(rogue_id))
+            assert rejected("bad_response") > before
+            assert node.running
+            answered, node_id = await other.protocol.request(node.address, "ping", other.node_id)
+            assert answered and node_id == node.node_id
+        finally:
+            transport.close()
+
+
+async def test_health_says_deaf_once_the_udp_socket_is_closed() -> None:
+    # /health answered 200 ok for a node whose socket asyncio had closed (table unchanged).
+    from cqkd.cli import _status_routes
+
+    async with LocalNetwork(fast_settings(), workers=2, maintenance=False) as net:
+        node = net.workers[0]
+        joined = asyncio.Event()
+        joined.set()
+        health = _status_routes(node, "worker", joined)["/health"]
+        assert health()[0] == 200
+        node.protocol.transport.close()
+        await asyncio.sleep(0)
+        status, _, body = health()
+        assert status == 503 and b'"deaf"' in body
+
+
 async def test_a_burst_of_requests_is_answered_in_full() -> None:
     # More datagrams than one drain batch wait in the socket at once: none may be lost.
     async with LocalNetwork(fast_settings(), workers=1) as net:
@@ -268,6 +325,26 @@ async def test_a_request_its_caller_gave_up_does_not_count_the_peer_dead() -> No
             assert not protocol.is_dead(address)
             answered, _ = await protocol.request(address, "ping", net.workers[0].node_id)
             assert not answered and protocol.is_dead(address)
+
+
+async def test_expired_dead_marks_are_dropped_not_kept_for_good() -> None:
+    # Every silent address a request timed out on was marked dead and stayed in the table
+    # until asked about again: answers naming silent addresses grew it without bound.
+    async with LocalNetwork(fast_settings(dead_peer_ttl=0.2), workers=2,
+                            maintenance=False) as net:
+        protocol = net.workers[0].protocol
+        own = net.workers[0].node_id
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(200)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        silent = [sock.getsockname() for sock in sockets]
+        for sock in sockets:
+            sock.close()  # nothing listens there now
+        await asyncio.gather(*(protocol.request(address, "ping", own) for address in silent))
+        assert all(protocol.is_dead(address) for address in silent[:5])
+        await asyncio.sleep(0.3)  # past the marks' TTL
+        await protocol.request(silent[0], "ping", own)
+        assert len(protocol._dead) == 1
 
 
 async def test_health_checks_evict_a_peer_after_three_failures() -> None:

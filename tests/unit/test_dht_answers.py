@@ -1,5 +1,6 @@
 """What a find_node answer must look like before a lookup reads it (protocol.valid_node_list):
-a rogue peer's malformed contact makes the whole answer count as no answer."""
+a rogue peer's malformed contact (a host that is not an IPv4 literal included) makes the
+whole answer count as no answer."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 contacts = st.lists(
-    st.tuples(st.binary(min_size=20, max_size=20), st.text(max_size=40),
+    st.tuples(st.binary(min_size=20, max_size=20), st.ip_addresses(v=4).map(str),
               st.integers(1, 65535)).map(list),
     max_size=40,
 )
 # One field of one contact made wrong, as a rogue peer or a bit flip would.
 BAD_FIELDS: list[tuple[int, Any]] = [
     (0, b"\x00" * 19), (0, b"\x00" * 21), (0, "a" * 20), (0, None),
-    (1, b"127.0.0.1"), (1, 7),
+    (1, b"127.0.0.1"), (1, 7), (1, "127.0.0.1\x00"), (1, "localhost"), (1, "::1"), (1, ""),
+    (1, "127.0.0.256"),
     (2, 0), (2, 65536), (2, -1), (2, True), (2, 80.0), (2, "80"),
 ]
 BAD_SHAPES: list[Any] = [("a" * 20, "h", 1), ["a" * 20, "h"], [b"\x00" * 20, "h", 1, 2], {}, None]

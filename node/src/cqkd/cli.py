@@ -199,10 +199,12 @@ def _status_routes(node: Any, role: str, joined: asyncio.Event) -> dict[str, Any
 
     def health() -> Response:
         size = node.routing_table_size
-        healthy = joined.is_set() and (size > 0 or role == "bootstrap")
+        # A node whose UDP socket closed is deaf whatever its table holds.
+        healthy = node.running and joined.is_set() and (size > 0 or role == "bootstrap")
+        status = "isolated" if joined.is_set() else "joining"
         return health_response(
             {
-                "status": "ok" if healthy else ("isolated" if joined.is_set() else "joining"),
+                "status": "ok" if healthy else ("deaf" if not node.running else status),
                 "node_id": node.node_id.hex(),
                 "role": role,
                 "routing_table_size": size,

@@ -89,8 +89,9 @@ class _IndexedCrawl:
             self.nearest.mark_contacted(peer)
         if calls:
             await asyncio.wait(calls.values(), timeout=self.protocol.round_timeout)
+        # A call cancelled (the node's socket closed under it) counts as unanswered.
         found = {
-            peer_id: call.result() if call.done() else (False, None)
+            peer_id: call.result() if call.done() and not call.cancelled() else (False, None)
             for peer_id, call in calls.items()
         }
         return await self._nodes_found(found)  # type: ignore[attr-defined]

@@ -342,8 +342,8 @@ class DhtNode:
                 break
             await self._lookup(self._server.node, None, "join")
         self._apply_params()
-        elapsed = self.join_seconds = time.monotonic() - began
-        self.joined_at = time.time()
+        elapsed = time.monotonic() - began
+        self.join_seconds, self.joined_at = round(elapsed, 6), time.time()
         DHT_DISCOVERY_DURATION.observe(elapsed)
         DHT_JOIN_DURATION.set(elapsed)
         DHT_JOINED_TIMESTAMP.set(self.joined_at)
@@ -605,18 +605,20 @@ class DhtNode:
     async def _fill_far_bucket(self, network_size: int) -> None:
         """Kademlia's bucket refresh (Maymounkov and Mazieres 2002, section 2.3: a node
         refreshes every bucket further than its closest neighbour), one bucket a round and
-        at two RPCs: the widest empty far bucket (FastRoutingTable.empty_far_range), a
-        find_node for a random id of its range to the contact nearest that id, and a ping
-        to the first contact the answer names in the range, which then enters this table
-        (and this node its table). Without it, lookups at 10,000 nodes in one process
-        ended in clusters of nodes that all knew nobody on the key's side of the id space
-        (1 to 10 of 1,000 store/get pairs failed)."""
+        at two RPCs: an empty far bucket (FastRoutingTable.empty_far_ranges) chosen at
+        random, so that one whose candidates fail does not hold up the others; a find_node
+        for a random id of its range, sent to the contact nearest that id; and a ping to the
+        first contact the answer names in the range that this table does not hold. That
+        contact enters the table if it answers with the same id and the table's per-host
+        and per-subnet limits admit it. Without the refresh, lookups at 10,000 nodes in one
+        process ended in clusters of nodes that all knew nobody on the key's side of the id
+        space (1 to 10 of 1,000 store/get pairs failed)."""
         router = self.protocol.router
-        gap = router.empty_far_range(network_size)
-        if gap is None:
+        gaps = router.empty_far_ranges(network_size)
+        if not gaps:
             return
-        low, high = gap
-        target = Node(min(random.randint(low, high), ID_SPACE - 1).to_bytes(20, "big"))
+        low, high = random.choice(gaps)
+        target = Node(random.randrange(low, min(high, ID_SPACE)).to_bytes(20, "big"))
         asked = router.find_neighbors(target, 1)
         if not asked:
             return
@@ -624,7 +626,7 @@ class DhtNode:
         if not answered:
             return
         for node_id, host, port in contacts:
-            if low <= int.from_bytes(node_id) <= high and router.contact(node_id) is None:
+            if low <= int.from_bytes(node_id) < high and router.contact(node_id) is None:
                 await self.protocol.call_ping(contact_node(node_id, host, port))
                 return
 

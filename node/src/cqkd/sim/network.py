@@ -34,7 +34,9 @@ LOOPBACK = "127.0.0.1"
 # time (41.9 against 42.1 find_node, 2.2 against 2.4 pings per join, no timeouts) in 20.3
 # instead of 23.1 CPU seconds, and 10,000 nodes started in 96.0 s instead of 144.9 s (2 at
 # a time: 122.6 s; 2026-11-30, alone on the machine). Each join's lookup works among the
-# same few nodes; interleaved joins spread the loop's work over many more.
+# same few nodes; interleaved joins spread the loop's work over many more. The laggards'
+# refreshes of wait_converged go one at a time too, for the same reason. discovery_seconds
+# (from the last worker's start) thus covers the last join and the convergence after it.
 JOIN_CONCURRENCY = 1
 CONVERGENCE_POLL_SECONDS = 0.05
 # Every node of the network lives in this one heap, so each full garbage collection walks

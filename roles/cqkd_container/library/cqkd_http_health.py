@@ -121,6 +121,8 @@ def main() -> None:
     except (TypeError, ValueError) as exc:
         module.fail_json(msg=f"groups must map each name to a list of port numbers: {exc}")
     ports = list(dict.fromkeys(params["ports"] + [p for group in groups.values() for p in group]))
+    if not ports:
+        module.fail_json(msg="no port to check: give ports or groups")
     host = f"[{params['host']}]" if ":" in params["host"] else params["host"]
     urls = {port: f"http://{host}:{port}{params['path']}" for port in ports}
     pending = {port: "not probed" for port in ports}

@@ -605,8 +605,9 @@ class DhtNode:
     async def _fill_far_bucket(self, network_size: int) -> None:
         """Kademlia's bucket refresh (Maymounkov and Mazieres 2002, section 2.3: a node
         refreshes every bucket further than its closest neighbour), one bucket a round and
-        at two RPCs: an empty far bucket (FastRoutingTable.empty_far_ranges) chosen at
-        random, so that one whose candidates fail does not hold up the others; a find_node
+        at two RPCs: an empty far bucket (FastRoutingTable.empty_far_ranges) drawn at
+        random with odds by its width (the widest gaps matter most, but one whose candidates
+        fail must not hold up the others for good); a find_node
         for a random id of its range, sent to the contact nearest that id; and a ping to the
         first contact the answer names in the range that this table does not hold. That
         contact enters the table if it answers with the same id and the table's per-host
@@ -617,7 +618,7 @@ class DhtNode:
         gaps = router.empty_far_ranges(network_size)
         if not gaps:
             return
-        low, high = random.choice(gaps)
+        [(low, high)] = random.choices(gaps, weights=[high - low for low, high in gaps])
         target = Node(random.randrange(low, min(high, ID_SPACE)).to_bytes(20, "big"))
         asked = router.find_neighbors(target, 1)
         if not asked:

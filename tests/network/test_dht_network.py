@@ -501,6 +501,25 @@ async def test_maintenance_rounds_refill_the_far_buckets_a_join_leaves_empty() -
         assert empty_far_buckets(net) == 0
 
 
+async def test_a_failed_upkeep_round_does_not_end_the_upkeep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An exception in one round ended the node's upkeep task for good, silently.
+    from cqkd.dht import node as node_module
+
+    monkeypatch.setattr(node_module, "health_interval", lambda network_size: 0.02)
+    rounds = 0
+
+    async def failing_round(self: DhtNode) -> int:
+        nonlocal rounds
+        rounds += 1
+        raise RuntimeError("a round that fails")
+
+    monkeypatch.setattr(DhtNode, "maintenance_round", failing_round)
+    async with LocalNetwork(fast_settings(), workers=2):
+        await until(lambda: rounds >= 10, "ten rounds, each failing", seconds=5)
+
+
 async def test_datagram_limit_constant_is_rpcudp_s() -> None:
     assert MAX_DATAGRAM_BYTES == 1 + 20 + 8192
 

@@ -586,7 +586,12 @@ class DhtNode:
         while True:
             interval = health_interval(network_size)
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
-            network_size = await self.maintenance_round()
+            try:
+                network_size = await self.maintenance_round()
+            except Exception as exc:
+                # One failed round must not end this node's upkeep for good (the task would
+                # die silently and its table rot): log it and keep the rounds going.
+                event(log, "maintenance_failed", logging.ERROR, error=type(exc).__name__)
 
     async def maintenance_round(self) -> int:
         """One round of upkeep: parameters, a health round, a rejoin or self-lookup while

@@ -69,6 +69,7 @@ from cqkd.dht.protocol import (
     Address,
     AppHandler,
     CqkdProtocol,
+    ipv4_literal,
 )
 from cqkd.dht.proven import ProvenAddresses
 from cqkd.dht.routing import REPLACEMENT_FACTOR, contact_node
@@ -288,7 +289,9 @@ class DhtNode:
         resolved: list[Address] = []
         for host, port in addresses:
             try:
-                address = (_ipv4_literal(host) or await _resolve(loop, host, port), port)
+                # An IPv4 literal needs no resolver thread (about 0.6 MiB RSS).
+                literal = ipv4_literal(host)
+                address = (host if literal else await _resolve(loop, host, port), port)
             except OSError as exc:
                 event(
                     log,
@@ -642,15 +645,6 @@ def _publish_params(params: KademliaParams, network_size: int) -> None:
     DHT_K.set(params.k)
     DHT_QUERY_TIMEOUT.set(params.query_timeout)
     DHT_NETWORK_SIZE_ESTIMATE.set(network_size)
-
-
-def _ipv4_literal(host: str) -> str | None:
-    """The host if it is already an IPv4 address: no resolver thread (about 0.6 MiB RSS)."""
-    try:
-        socket.inet_pton(socket.AF_INET, host)
-    except OSError:
-        return None
-    return host
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> str:

@@ -133,6 +133,64 @@ async def test_a_lost_bootstrap_node_does_not_stop_joins() -> None:
         assert states[lost.address].failures >= 1
 
 
+def bootstrap_node(port: int = 0) -> DhtNode:
+    return DhtNode(fast_config(), "bootstrap", host="127.0.0.1", port=port, maintenance=False)
+
+
+def contacts(node: DhtNode) -> set[tuple[str, int]]:
+    return {(p.host, p.port) for p in node.live_peers()}
+
+
+def free_udp_ports(count: int) -> list[int]:
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+async def test_a_bootstrap_node_joining_meets_every_bootstrap_peer_not_one() -> None:
+    # B runs alone; C and D know only each other. A joins with the deployment's list of
+    # every bootstrap. Through one of them A reached a part of the bootstrap layer only: a
+    # layer whose nodes joined one each could pair off into separate networks (500 workers
+    # in containers: a third of them unseen by Alice).
+    a, b, c, d = (bootstrap_node() for _ in range(4))
+    try:
+        for node in (a, b, c, d):
+            await node.start()
+        await asyncio.gather(c.join([d.address], required=False),
+                             d.join([c.address], required=False))
+        assert await a.join([b.address, c.address, d.address], required=False)
+        assert contacts(a) == {b.address, c.address, d.address}
+        assert all(a.address in contacts(peer) for peer in (b, c, d))
+    finally:
+        await asyncio.gather(*(node.stop() for node in (a, b, c, d)))
+
+
+async def test_a_bootstrap_node_meets_at_its_upkeep_the_bootstrap_peers_down_at_its_join() -> None:
+    # A and B join while C and D are down; C and D then start and find only each other.
+    # The two pairs are two networks until A's next upkeep round meets C and D.
+    a, b, c, d = (bootstrap_node(port) for port in free_udp_ports(4))
+    addresses = {n: ("127.0.0.1", n._port) for n in (a, b, c, d)}
+    try:
+        for node in (a, b):
+            await node.start()
+        await asyncio.gather(a.join(list(addresses.values()), required=False),
+                             b.join(list(addresses.values()), required=False))
+        for node in (c, d):
+            await node.start()
+        await asyncio.gather(c.join([addresses[d]], required=False),
+                             d.join([addresses[c]], required=False))
+        assert contacts(a) == {addresses[b]}
+        await a.maintenance_round()
+        assert contacts(a) == {addresses[b], addresses[c], addresses[d]}
+        assert addresses[a] in contacts(c) and addresses[a] in contacts(d)
+    finally:
+        await asyncio.gather(*(node.stop() for node in (a, b, c, d)))
+
+
 async def test_join_fails_clearly_when_no_bootstrap_answers() -> None:
     node = DhtNode(fast_config(k=5), host="127.0.0.1", port=0)
     node.params = node.params.__class__(3, 5, 1.0, discovery_timeout=1.0)

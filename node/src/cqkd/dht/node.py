@@ -316,7 +316,9 @@ class DhtNode:
         )
 
     async def join(self, bootstrap: list[tuple[str, int]], required: bool = True) -> bool:
-        """Join through one bootstrap chosen by the selection strategy.
+        """Join through one bootstrap chosen by the selection strategy; a bootstrap node
+        (role "bootstrap") meets every other bootstrap of the list instead
+        (`meet_bootstraps`), and looks itself up through all that answered.
 
         Retries with back-off until the discovery timeout. Returns False when no bootstrap
         answered and `required` is false; raises JoinError when it is true.
@@ -326,9 +328,13 @@ class DhtNode:
         deadline = began + self.params.discovery_timeout
         delay = 0.2
         while True:
-            addresses = await self._resolve_addresses(self._bootstrap)
-            entry = await self._contact_bootstrap(addresses) if addresses else None
-            if entry is not None:
+            if self.role == "bootstrap":
+                seeds = await self.meet_bootstraps()
+            else:
+                addresses = await self._resolve_addresses(self._bootstrap)
+                entry = await self._contact_bootstrap(addresses) if addresses else None
+                seeds = [entry] if entry is not None else []
+            if seeds:
                 break
             if not required or time.monotonic() + delay > deadline:
                 if required:
@@ -339,7 +345,7 @@ class DhtNode:
                 return False
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 5.0)
-        await self._lookup(self._server.node, [entry], "join")
+        await self._lookup(self._server.node, seeds, "join")
         for _ in range(JOIN_RETRIES):
             if not self._thin():
                 break
@@ -354,11 +360,29 @@ class DhtNode:
             log,
             "joined",
             role=self.role,
-            bootstrap=f"{entry.ip}:{entry.port}",
+            bootstrap=",".join(f"{seed.ip}:{seed.port}" for seed in seeds),
             peers=self.routing_table_size,
             seconds=round(elapsed, 3),
         )
         return True
+
+    async def meet_bootstraps(self) -> list[Node]:
+        """Ping, all at once, every address of this node's bootstrap list that no contact
+        of its routing table has; each peer that answers enters the table, and this node
+        the peer's. Returns the contacts that answered.
+
+        A bootstrap node's join and upkeep (the bootstrap layer must be one network): each
+        bootstrap node used to join through one other, so six started at once could pair
+        off into two networks, each reached by the workers that joined through its members
+        (2026-11-30, 500 workers in containers: Alice's crawl found 168, the other 332 were
+        a network of their own)."""
+        addresses = await self._resolve_addresses(self._bootstrap)
+        held = {(n.ip, n.port) for bucket in self.protocol.router.buckets
+                for n in bucket.get_nodes()}
+        answers = await asyncio.gather(
+            *(self._server.bootstrap_node(a) for a in addresses if a not in held)
+        )
+        return [n for n in answers if n is not None and n.id != self.node_id]
 
     async def _contact_bootstrap(self, addresses: list[Address]) -> Node | None:
         selector = self._selector
@@ -597,11 +621,14 @@ class DhtNode:
                 event(log, "maintenance_failed", logging.ERROR, error=type(exc).__name__)
 
     async def maintenance_round(self) -> int:
-        """One round of upkeep: parameters, a health round, a rejoin or self-lookup while
-        the table is thin, one far bucket refilled. Returns the network-size estimate."""
+        """One round of upkeep: parameters, a health round, a bootstrap node's meeting of
+        the bootstrap peers it has no contact with, a rejoin or self-lookup while the table
+        is thin, one far bucket refilled. Returns the network-size estimate."""
         assert self.health is not None
         network_size = self._apply_params()
         await self.health.run_round()
+        if self.role == "bootstrap" and self._bootstrap:
+            await self.meet_bootstraps()
         ROUTING_TABLE_PEERS.set(self.routing_table_size)
         if self.routing_table_size == 0 and self._bootstrap:
             await self.join(self._bootstrap, required=False)

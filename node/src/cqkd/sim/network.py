@@ -113,8 +113,9 @@ class LocalNetwork:
         self.bootstraps = [self._node("bootstrap") for _ in range(self.bootstrap_count)]
         for node in self.bootstraps:
             await node.start()
-        for node in self.bootstraps[1:]:
-            await node.join(self.bootstrap_addresses[:1])
+        # Each meets every other, as a deployment's bootstrap nodes do (DhtNode.join).
+        for node in self.bootstraps:
+            await node.join(self.bootstrap_addresses, required=False)
         # Workers share one selector, as a fleet would share the bootstraps' load.
         self._selector = BootstrapSelector(
             self.bootstrap_addresses,

@@ -169,6 +169,22 @@ async def test_a_bootstrap_node_joining_meets_every_bootstrap_peer_not_one() -> 
         await asyncio.gather(*(node.stop() for node in (a, b, c, d)))
 
 
+async def test_the_first_bootstrap_node_up_waits_for_a_peer_and_times_its_join() -> None:
+    # Bootstrap nodes start together: the first one up used to give up at once, alone,
+    # and never reported a join time (the deploy's summary counted 5 of 6).
+    a, b = (bootstrap_node(port) for port in free_udp_ports(2))
+    try:
+        await a.start()
+        joining = asyncio.create_task(a.join([("127.0.0.1", b._port)], required=False))
+        await asyncio.sleep(0.5)
+        await b.start()
+        assert await joining
+        assert a.join_seconds is not None and a.join_seconds >= 0.5
+        assert contacts(a) == {b.address}
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
+
+
 async def test_a_bootstrap_node_meets_at_its_upkeep_the_bootstrap_peers_down_at_its_join() -> None:
     # A and B join while C and D are down; C and D then start and find only each other.
     # The two pairs are two networks until A's next upkeep round meets C and D.

@@ -320,23 +320,26 @@ class DhtNode:
         (role "bootstrap") meets every other bootstrap of the list instead
         (`meet_bootstraps`), and looks itself up through all that answered.
 
-        Retries with back-off until the discovery timeout. Returns False when no bootstrap
-        answered and `required` is false; raises JoinError when it is true.
+        Retries with back-off until the discovery timeout, then raises JoinError when
+        `required`, else returns False. Without `required` only a bootstrap node given other
+        addresses retries (its peers start with it: the first one up waits for the next),
+        and any other node returns False at once.
         """
         self._bootstrap = list(bootstrap)
         began = time.monotonic()
         deadline = began + self.params.discovery_timeout
         delay = 0.2
         while True:
+            addresses = await self._resolve_addresses(self._bootstrap)
             if self.role == "bootstrap":
-                seeds = await self.meet_bootstraps()
+                seeds = await self.meet_bootstraps(addresses)
             else:
-                addresses = await self._resolve_addresses(self._bootstrap)
                 entry = await self._contact_bootstrap(addresses) if addresses else None
                 seeds = [entry] if entry is not None else []
             if seeds:
                 break
-            if not required or time.monotonic() + delay > deadline:
+            patient = required or (self.role == "bootstrap" and bool(addresses))
+            if not patient or time.monotonic() + delay > deadline:
                 if required:
                     raise JoinError(
                         f"no bootstrap node answered within {self.params.discovery_timeout:.0f} s"
@@ -366,23 +369,26 @@ class DhtNode:
         )
         return True
 
-    async def meet_bootstraps(self) -> list[Node]:
+    async def meet_bootstraps(self, addresses: list[Address] | None = None) -> list[Node]:
         """Ping, all at once, every address of this node's bootstrap list that no contact
         of its routing table has; each peer that answers enters the table, and this node
-        the peer's. Returns the contacts that answered.
+        the peer's. Returns the contacts it holds at those addresses afterwards.
 
         A bootstrap node's join and upkeep (the bootstrap layer must be one network): each
         bootstrap node used to join through one other, so six started at once could pair
         off into two networks, each reached by the workers that joined through its members
         (2026-11-30, 500 workers in containers: Alice's crawl found 168, the other 332 were
-        a network of their own)."""
-        addresses = await self._resolve_addresses(self._bootstrap)
-        held = {(n.ip, n.port) for bucket in self.protocol.router.buckets
+        a network of their own). `addresses`: the list already resolved."""
+        if addresses is None:
+            addresses = await self._resolve_addresses(self._bootstrap)
+        held = {(n.ip, n.port): n for bucket in self.protocol.router.buckets
                 for n in bucket.get_nodes()}
         answers = await asyncio.gather(
             *(self._server.bootstrap_node(a) for a in addresses if a not in held)
         )
-        return [n for n in answers if n is not None and n.id != self.node_id]
+        return [held[a] for a in addresses if a in held] + [
+            n for n in answers if n is not None and n.id != self.node_id
+        ]
 
     async def _contact_bootstrap(self, addresses: list[Address]) -> Node | None:
         selector = self._selector

@@ -1,6 +1,6 @@
 """The concurrent container module's diff: create, replace, remove, leave alone.
 
-roles/dht_nodes/library/cqkd_containers.py's `plan` is a pure function of the desired
+roles/cqkd_container/library/cqkd_containers.py's `plan` is a pure function of the desired
 containers and the role's existing ones; no Docker needed. So are the label it gives a
 container and the files it writes before the containers start (a real directory here).
 """
@@ -19,7 +19,7 @@ from helpers.modules import load
 
 
 def _module() -> ModuleType:
-    return load(REPO / "roles" / "dht_nodes" / "library" / "cqkd_containers.py",
+    return load(REPO / "roles" / "cqkd_container" / "library" / "cqkd_containers.py",
                 "cqkd_containers")
 
 
@@ -122,7 +122,7 @@ def test_desired_specs_hash_what_the_role_template_hashed() -> None:
     # the SHA-1 of json.dumps({name, env, port, **common}), env ending with DHT_PORT then
     # the node's own variables.
     common = {"memory": "128M", "user": 10001, "shared": {"init": True, "pids_limit": 256}}
-    health = {"test": ["CMD", "python3", "-c", "probe", "127.0.0.1"], "interval": "30s",
+    health = {"test": ["CMD", "python3", "-c", "probe", "127.0.0.1", "{port}"], "interval": "30s",
               "timeout": "10s", "retries": 3}
     specs = _module().desired_specs(
         [{"name": "w-0", "port": 7000, "address": "10.0.0.1", "host": "h"},
@@ -134,7 +134,7 @@ def test_desired_specs_hash_what_the_role_template_hashed() -> None:
     assert worker["hash"] == hashlib.sha1(json.dumps(expected).encode()).hexdigest()
     assert list(bootstrap["env"]) == ["LOG_LEVEL", "DHT_PORT", "BOOTSTRAP_NODES"]
     assert worker["healthcheck"]["test"][-2:] == ["127.0.0.1", "7000"]
-    assert health["test"][-1] == "127.0.0.1"  # the shared healthcheck is left as it was
+    assert health["test"][-1] == "{port}"  # the shared healthcheck is left as it was
     assert "address" not in worker and worker["user"] == 10001
 
 

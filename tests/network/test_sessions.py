@@ -63,6 +63,30 @@ async def test_256_bit_key_on_15_workers_is_equal_on_both_sides() -> None:
         before["durations"] + 1)
 
 
+async def test_a_late_answer_from_bob_does_not_stall_the_session_for_the_dead_peer_ttl() -> None:
+    # Bob answers "verify" after the RPC timeout (a loaded host: a fresh 500-worker
+    # deployment filling Alice's key pool). Alice used to count him dead at the timeout
+    # and resend only after DEAD_PEER_TTL (sessions of 18-24 s in containers); she now
+    # waits three RPC timeouts for his answer.
+    async with network(rpc_timeout=2.0, dead_peer_ttl=30.0) as (_, p):
+        handlers = p.bob.channel._handlers
+        answer_verify = handlers["verify"]
+        late = [True]
+
+        async def late_verify(sender: bytes, address: Any, message: Any) -> Any:
+            if late:
+                late.clear()
+                await asyncio.sleep(3.0)
+            return await answer_verify(sender, address, message)
+
+        handlers["verify"] = late_verify
+        began = time.monotonic()
+        view = await p.alice.run_session(256)
+        assert view.outcome == "confirmed", view.error
+        assert not late  # the late answer was the one given
+        assert time.monotonic() - began < 20.0
+
+
 async def test_100_sessions_all_confirm_with_equal_keys() -> None:
     async with network() as (net, p):
         report = await run_sessions(net, p, 256, sessions=100, concurrency=1)

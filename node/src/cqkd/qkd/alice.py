@@ -135,7 +135,7 @@ class Alice(Owner[_Round]):
         self._consumers: dict[str, str] = {}  # process_id -> consumer, while it runs
         # The one limit on sessions: ACTIVE_SESSIONS run at once, the others wait.
         self._active = asyncio.Semaphore(settings.active_sessions)
-        self._asker = Asker(self.channel, node.config.dead_peer_ttl)
+        self._asker = Asker(self.channel)
         self._ask = self._asker.ask
         self._last_qber = 0.0  # the first round of a session is planned for it
 

@@ -1,15 +1,14 @@
 """Alice asks, Bob answers once: the numbering that makes a session message safe to resend.
 
-Alice numbers her messages per session (`seq`) and sends one again when its answer was
-lost to an RPC timeout, once the DHT layer stops counting Bob as a dead peer; Bob answers
-a message he has answered before with the same answer instead of applying it twice. Bob's
+Alice numbers her messages per session (`seq`), waits BOB_ANSWER_RPC_TIMEOUTS RPC timeouts
+for each answer and sends a message once more at once when none came; Bob answers a message
+he has answered before with the same answer instead of applying it twice. Bob's
 refusals travel back as "outcome: text" where the outcome is a session outcome, which ends
 Alice's session with that outcome.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 
@@ -19,13 +18,19 @@ from cqkd.qkd.session import ERROR, KEPT_SESSIONS, OUTCOMES, TIMEOUT, SessionFai
 
 log = logging.getLogger(__name__)
 
+# As for a worker's hello (directory.HELLO_TIMEOUT_RPC_TIMEOUTS): on a loaded host answers
+# come late. One missed by the 2-s RPC timeout used to mark Bob dead, and the resend waited
+# out DEAD_PEER_TTL (15 s): sessions of 18-24 s while a fresh 500-worker deployment filled
+# Alice's key pool. Bob is the session's one partner: the resend goes even while he is
+# counted dead.
+BOB_ANSWER_RPC_TIMEOUTS = 3
+
 
 class Asker:
     """Alice's side: `ask` sends a session message to Bob and returns his answer."""
 
-    def __init__(self, channel: Channel, dead_peer_ttl: float) -> None:
+    def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self.dead_peer_ttl = dead_peer_ttl
         self._sequence: dict[str, int] = {}  # process_id -> the last number sent
 
     async def ask(self, bob: PeerInfo, message: Message) -> Message:
@@ -33,12 +38,11 @@ class Asker:
         Bob's outcome if he refused it, TIMEOUT if he did not answer twice."""
         pid = message["pid"]
         message["seq"] = self._sequence[pid] = self._sequence.get(pid, 0) + 1
-        node = self.channel.node
+        patience = BOB_ANSWER_RPC_TIMEOUTS * self.channel.node.config.rpc_timeout
         for attempt in range(2):
-            if not node.is_reachable(bob.address):  # the mark lasts DEAD_PEER_TTL at most
-                await asyncio.sleep(self.dead_peer_ttl)
             try:
-                reply = await self.channel.send(bob, message)
+                reply = await self.channel.send(bob, message, answer_within=patience,
+                                                even_if_dead=True)
             except RemoteError as exc:
                 outcome, _, text = str(exc).partition(": ")
                 if outcome in OUTCOMES and text:

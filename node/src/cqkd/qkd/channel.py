@@ -178,18 +178,25 @@ class Channel:
 
     # --- sending ---
 
-    async def send(self, peer: PeerInfo, message: Message) -> Message | None:
-        """Deliver `message` and return the peer's answer; None if it did not answer.
+    async def send(
+        self, peer: PeerInfo, message: Message, answer_within: float | None = None,
+        even_if_dead: bool = False,
+    ) -> Message | None:
+        """Deliver `message` and return the peer's answer; None if it did not answer within
+        `answer_within` seconds (default: the DHT's RPC timeout) or is counted dead by the
+        DHT layer (unless `even_if_dead`).
 
         Raises RemoteError if the peer refused the message.
         """
         sealed = self.identity.seal(peer.public_key, msgpack.packb(message))
         self.traffic.messages += 1
+        patience: dict[str, Any] = {"answer_within": answer_within, "even_if_dead": even_if_dead}
         if len(sealed) + 1 <= MAX_PAYLOAD_BYTES:
             self.traffic.bytes += 1 + len(sealed)
-            answer = await self.node.call(peer.address, RPC_MESSAGE, bytes((_WHOLE,)) + sealed)
+            answer = await self.node.call(peer.address, RPC_MESSAGE, bytes((_WHOLE,)) + sealed,
+                                          **patience)
         else:
-            answer = await self._send_fragments(peer.address, sealed)
+            answer = await self._send_fragments(peer.address, sealed, **patience)
         if answer is None:
             return None
         self.traffic.bytes += len(answer)
@@ -204,7 +211,9 @@ class Channel:
             raise RemoteError(str(reply["error"]))
         return reply
 
-    async def _send_fragments(self, address: Address, sealed: bytes) -> bytes | None:
+    async def _send_fragments(
+        self, address: Address, sealed: bytes, **patience: Any
+    ) -> bytes | None:
         if len(sealed) > MAX_MESSAGE_BYTES:
             raise ValueError(f"message of {len(sealed)} bytes is over {MAX_MESSAGE_BYTES}")
         parts = [sealed[i : i + _FRAGMENT_DATA] for i in range(0, len(sealed), _FRAGMENT_DATA)]
@@ -217,11 +226,12 @@ class Channel:
         self.traffic.bytes += len(sealed) + _FRAGMENT_HEADER * len(parts)
 
         acks = await asyncio.gather(
-            *(self.node.call(address, RPC_MESSAGE, frame(i)) for i in range(len(parts) - 1))
+            *(self.node.call(address, RPC_MESSAGE, frame(i), **patience)
+              for i in range(len(parts) - 1))
         )
         if any(ack is None for ack in acks):
             return None
-        return await self.node.call(address, RPC_MESSAGE, frame(len(parts) - 1))
+        return await self.node.call(address, RPC_MESSAGE, frame(len(parts) - 1), **patience)
 
     # --- receiving ---
 

@@ -80,10 +80,19 @@ async def test_a_late_answer_from_bob_does_not_stall_the_session_for_the_dead_pe
             return await answer_verify(sender, address, message)
 
         handlers["verify"] = late_verify
+        send = p.alice.channel.send
+        sent: list[str] = []
+
+        async def counting_send(peer: Any, message: Any, **patience: Any) -> Any:
+            sent.append(message["k"])
+            return await send(peer, message, **patience)
+
+        p.alice.channel.send = counting_send  # type: ignore[method-assign]
         began = time.monotonic()
         view = await p.alice.run_session(256)
         assert view.outcome == "confirmed", view.error
         assert not late  # the late answer was the one given
+        assert sent.count("verify") == 1  # waited for it, not resent
         assert time.monotonic() - began < 20.0
 
 

@@ -9,6 +9,7 @@ Alice's session with that outcome.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 
@@ -63,22 +64,35 @@ class Answers:
     """Bob's side: the last answer of each of the last KEPT_SESSIONS sessions."""
 
     def __init__(self) -> None:
-        self._last: OrderedDict[str, tuple[bytes, int, Message]] = OrderedDict()
+        # pid -> (sender, seq, the answer: a future while the handler still runs)
+        self._last: OrderedDict[str, tuple[bytes, int, asyncio.Future[Message]]] = OrderedDict()
 
     def once(self, handler: Handler) -> Handler:
         """`handler`, answering a resent message (same sender, session and number) with
-        the answer it gave, without running again."""
+        the answer it gave, without running again; a copy that arrives while the first
+        still runs waits for that run's answer (Alice resends after three RPC timeouts,
+        when a loaded host may still be handling the first copy). A handler's error is
+        raised to every copy."""
 
         async def answer(sender: bytes, address: Address, message: Message) -> Message:
             pid, seq = need(message, "pid", str), need(message, "seq", int)
             last = self._last.get(pid)
             if last is not None and last[0] == sender and last[1] == seq:
-                return last[2]
-            reply = await handler(sender, address, message)
+                return await asyncio.shield(last[2])
+            reply: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
             self._last[pid] = (sender, seq, reply)
             self._last.move_to_end(pid)
             while len(self._last) > KEPT_SESSIONS:
                 self._last.popitem(last=False)
-            return reply
+            try:
+                reply.set_result(await handler(sender, address, message))
+            except asyncio.CancelledError:
+                reply.cancel()
+                raise
+            except Exception as exc:
+                reply.set_exception(exc)
+                reply.exception()  # retrieved: no "never retrieved" warning without copies
+                raise
+            return reply.result()
 
         return answer

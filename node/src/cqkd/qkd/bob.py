@@ -284,7 +284,7 @@ class Bob(Owner[_Round]):
             raise ProtocolError("round already collected")
         wanted = [c for c in need(message, "chunks", list) if c in state.chunks]
         # Alice collected first and waits on our answer: a short grace, well under her
-        # RPC timeout (a missed timeout marks us dead at her end for a while).
+        # RPC timeout (past it she resends, and a loaded host answers later still).
         await state.wait_until(wanted, self.node.config.rpc_timeout / 4)
         agreed = state.done(wanted)
         state.fresh = sifted_bits(state.bits(agreed, "m"), state.bits(agreed, "v"),

@@ -207,6 +207,33 @@ async def test_a_bootstrap_node_meets_at_its_upkeep_the_bootstrap_peers_down_at_
         await asyncio.gather(*(node.stop() for node in (a, b, c, d)))
 
 
+async def test_a_bootstrap_node_listed_by_its_host_ip_does_not_wait_for_itself() -> None:
+    # Bound to 0.0.0.0, a node does not know 127.0.0.1:its-port is itself: the ping
+    # answered with its own id, and the join waited out the discovery timeout (60 s and
+    # more, /health "joining" all along).
+    [port] = free_udp_ports(1)
+    node = DhtNode(fast_config(), "bootstrap", host="0.0.0.0", port=port, maintenance=False)
+    await node.start()
+    try:
+        joined = await asyncio.wait_for(node.join([("127.0.0.1", port)], required=False), 5)
+        assert joined is False and node.routing_table_size == 0
+    finally:
+        await node.stop()
+
+
+async def test_a_bootstrap_node_upkeep_round_does_not_wait_for_absent_peers() -> None:
+    # With an empty table the round rejoined, and a bootstrap node's join is patient: the
+    # round (and the node's upkeep) stopped for up to the discovery timeout.
+    node = bootstrap_node()
+    await node.start()
+    try:
+        node._bootstrap = [("127.0.0.1", port) for port in free_udp_ports(2)]
+        await asyncio.wait_for(node.maintenance_round(), 5)
+        assert node.routing_table_size == 0
+    finally:
+        await node.stop()
+
+
 async def test_join_fails_clearly_when_no_bootstrap_answers() -> None:
     node = DhtNode(fast_config(k=5), host="127.0.0.1", port=0)
     node.params = node.params.__class__(3, 5, 1.0, discovery_timeout=1.0)

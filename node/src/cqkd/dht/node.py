@@ -236,6 +236,9 @@ class DhtNode:
             node_id, self.params, config, self._app_handlers, accept_store, proven
         )
         self._bootstrap: list[tuple[str, int]] = []
+        # Addresses of the bootstrap list that answered with this node's own id (a list
+        # that names the node by its host's IP while it binds 0.0.0.0): never asked again.
+        self._own_addresses: set[Address] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = 0.0
         # The last join's duration (s) and end (Unix time): /health and the metrics show them.
@@ -302,7 +305,8 @@ class DhtNode:
                     error=str(exc),
                 )
                 continue
-            if address != self.address and address not in resolved:
+            if address != self.address and address not in self._own_addresses \
+                    and address not in resolved:
                 resolved.append(address)
         return resolved
 
@@ -322,8 +326,8 @@ class DhtNode:
 
         Retries with back-off until the discovery timeout, then raises JoinError when
         `required`, else returns False. Without `required` only a bootstrap node given other
-        addresses retries (its peers start with it: the first one up waits for the next),
-        and any other node returns False at once.
+        addresses (that resolve, and are not its own) retries (its peers start with it: the
+        first one up waits for the next), and any other node returns False at once.
         """
         self._bootstrap = list(bootstrap)
         began = time.monotonic()
@@ -383,9 +387,11 @@ class DhtNode:
             addresses = await self._resolve_addresses(self._bootstrap)
         held = {(n.ip, n.port): n for bucket in self.protocol.router.buckets
                 for n in bucket.get_nodes()}
-        answers = await asyncio.gather(
-            *(self._server.bootstrap_node(a) for a in addresses if a not in held)
-        )
+        missing = [a for a in addresses if a not in held]
+        answers = await asyncio.gather(*(self._server.bootstrap_node(a) for a in missing))
+        for address, answer in zip(missing, answers, strict=True):
+            if answer is not None and answer.id == self.node_id:
+                self._own_addresses.add(address)  # the list names this node (its host IP)
         return [held[a] for a in addresses if a in held] + [
             n for n in answers if n is not None and n.id != self.node_id
         ]
@@ -634,9 +640,15 @@ class DhtNode:
         network_size = self._apply_params()
         await self.health.run_round()
         if self.role == "bootstrap" and self._bootstrap:
+            # Never a join from here: a bootstrap node's is patient and would hold this
+            # round (and start a second join beside one still waiting) for up to the
+            # discovery timeout. Meeting the peers is its rejoin.
             await self.meet_bootstraps()
+            rejoin = False
+        else:
+            rejoin = self.routing_table_size == 0 and bool(self._bootstrap)
         ROUTING_TABLE_PEERS.set(self.routing_table_size)
-        if self.routing_table_size == 0 and self._bootstrap:
+        if rejoin:
             await self.join(self._bootstrap, required=False)
         elif self._thin(network_size):
             await self._lookup(self._server.node, None, "join")

@@ -77,6 +77,7 @@ def make_plan(
         "alice": _party("alice", groups, addresses, port),
         "bob": _party("bob", groups, addresses, port),
         "bootstrap_addresses": [f"{node['address']}:{node['port']}" for node in bootstraps],
+        "worker_addresses": [f"{node['address']}:{node['port']}" for node in workers],
     }
 
 

@@ -13,7 +13,7 @@ from deploy_helpers import run_playbook
 # The plan facts ansible/preflight.yml would hand over; the Grafana tasks do not read them.
 PLAN = {
     "cqkd_plan_bootstrap_addresses": [],
-    "cqkd_plan_workers": [],
+    "cqkd_plan_worker_addresses": [],
     "cqkd_plan_alice": {"address": "127.0.0.1", "port": 6000},
     "cqkd_plan_bob": {"address": "127.0.0.1", "port": 6001},
     "cqkd_scale": {"discovery_timeout": 60},

@@ -48,6 +48,8 @@ def test_workers_spread_evenly_over_the_hosts_of_the_scale_group_only() -> None:
         ("cqkd-worker-1", "h2", 7001),
     ]
     assert {node["address"] for node in made["workers"] if node["host"] == "h2"} == {"10.0.0.2"}
+    # Prometheus' worker targets, in the plan's order.
+    assert made["worker_addresses"][2:4] == ["10.0.0.1:7002", "10.0.0.2:7000"]
 
 
 def test_parties_and_port_overrides() -> None:
@@ -119,8 +121,8 @@ def test_preflight_hands_every_host_the_plan_of_the_example_inventory(tmp_path) 
         f"- import_playbook: {REPO / 'ansible' / 'preflight.yml'}\n"
         "- hosts: dht-4\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.debug:\n"
-        "        msg: \"PLAN {{ {'workers': cqkd_plan_workers | selectattr('host', 'eq', 'dht-4')"
-        " | map(attribute='port') | list, 'bootstraps': cqkd_plan_bootstrap_addresses,"
+        "        msg: \"PLAN {{ {'workers': cqkd_host_workers | map(attribute='port') | list,"
+        " 'own_bootstraps': cqkd_host_bootstraps, 'bootstraps': cqkd_plan_bootstrap_addresses,"
         " 'alice': cqkd_plan_alice.address} | to_json }}\"\n"
     )
     # The example's hosts are documentation addresses: plan without connecting to them.
@@ -130,9 +132,10 @@ def test_preflight_hands_every_host_the_plan_of_the_example_inventory(tmp_path) 
     shown = json.loads(
         run.output.split('"msg": "PLAN ', 1)[1].split('"\n', 1)[0].replace('\\"', '"')
     )
-    # xlarge: 200 workers over dht-1..4, 6 bootstrap nodes over dht-1..3.
+    # xlarge: 200 workers over dht-1..4, 6 bootstrap nodes over dht-1..3 (none on dht-4).
     assert shown == {
         "workers": list(range(7000, 7050)),
+        "own_bootstraps": [],
         "bootstraps": [
             "192.0.2.11:5678",
             "192.0.2.12:5679",

@@ -2,9 +2,10 @@
 the id space, not lookups of random ids. Real UDP on loopback, in this process."""
 
 import asyncio
+import math
 
 import pytest
-from cqkd.dht.node import Peer
+from cqkd.dht.node import DhtNode, Peer
 from cqkd.dht.routing import contact_node
 from cqkd.qkd.channel import RPC_HELLO
 from cqkd.qkd.crawl import Crawl
@@ -51,17 +52,20 @@ async def test_repeated_crawls_find_a_node_only_one_member_of_its_block_knows() 
     async with LocalNetwork(load_settings(rpc_timeout=3.0), workers=200) as net:
         crawler = await net.add_node("alice")
         depth = Crawl(crawler, expected=200, on_found=lambda peers: None).depth
-        hidden = net.workers[0]
         size = 2 ** (160 - depth)
-        low = int.from_bytes(hidden.node_id, "big") // size * size
-        centre = low + size // 2
-        mates = sorted(
-            (n for n in net.nodes
-             if n is not hidden and n is not crawler
-             and low <= int.from_bytes(n.node_id, "big") < low + size),
-            key=lambda n: int.from_bytes(n.node_id, "big") ^ centre,
-        )
-        assert len(mates) > 4  # about 200 / 2**depth = 12
+
+        def block_mates(node: DhtNode) -> list[DhtNode]:
+            low = int.from_bytes(node.node_id, "big") // size * size
+            centre = low + size // 2
+            return sorted(
+                (n for n in net.nodes
+                 if n is not node and n is not crawler
+                 and low <= int.from_bytes(n.node_id, "big") < low + size),
+                key=lambda n: int.from_bytes(n.node_id, "big") ^ centre,
+            )
+
+        # A worker with at least five block-mates (about 200 / 2**depth = 12 on average).
+        hidden, mates = next((w, m) for w in net.workers if len(m := block_mates(w)) >= 5)
         keeper = mates[-1]
         for node in net.nodes:
             if node is not keeper and (contact := node.protocol.router.contact(hidden.node_id)):
@@ -70,9 +74,12 @@ async def test_repeated_crawls_find_a_node_only_one_member_of_its_block_knows() 
             keeper.protocol.router.add_contact(contact_node(hidden.node_id, *hidden.address))
         # What Alice's earlier crawls found: every other node.
         seeds = [Peer(n.node_id, *n.address) for n in net.nodes if n not in (hidden, crawler)]
+        # A crawl asks two of the mates it knows: it misses the keeper with odds
+        # 1 - 2 / len(mates); enough crawls to miss it in all with odds under 1e-6.
+        enough = math.ceil(math.log(1e-6) / math.log(1 - 2 / len(mates)))
         crawls = 0
         found: dict[bytes, Peer] = {}
-        while hidden.node_id not in found and crawls < 60:  # a miss: 1 - 2/12; 60: 1.8e-5
+        while hidden.node_id not in found and crawls < enough:
             crawls += 1
             found = await Crawl(crawler, expected=200, on_found=lambda peers: None).run(seeds)
         assert hidden.node_id in found, f"not found in {crawls} crawls"

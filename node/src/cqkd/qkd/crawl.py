@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
+import secrets
 from collections.abc import Callable
 
 from cqkd.dht.node import DhtNode, Peer
@@ -48,6 +48,8 @@ ID_BITS = 160
 WIDTH = 2  # nodes asked at once per block: one dead or stale node does not hide a block
 STEPS = 3  # rounds of asking nearer nodes, for a block where no member is known yet
 MAX_REQUESTS_PER_BLOCK = 8  # bound on splits and steps, per initial block
+# Which members are asked: drawn from the OS, so that no peer can predict it.
+_DRAW = secrets.SystemRandom()
 
 
 class Crawl:
@@ -95,7 +97,7 @@ class Crawl:
         members = [p for p in self.known.values()
                    if inside(p.node_id) and p.node_id not in asked and reachable((p.host, p.port))]
         if members:
-            return random.sample(members, min(WIDTH, len(members)))
+            return _DRAW.sample(members, min(WIDTH, len(members)))
         return self._nearest(target, asked)
 
     async def _ask(self, peer: Peer, target: int) -> list[Peer] | None:

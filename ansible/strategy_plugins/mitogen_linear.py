@@ -14,10 +14,10 @@ CPUs its connection multiplexer gets CPU 0 and Ansible's top-level process, ever
 worker and the host's interpreter (the local connection's modules and the commands they
 start) all share CPU 1; on more CPUs each process is pinned to one of them. A Docker host
 that also runs the nodes it deploys keeps every CPU busy, and pinned processes cannot move
-to an idler one: a rerun with nothing to
-change over 500 workers took 12.1-12.4 s pinned and 7.2-8.3 s unpinned, back to back on
-this 2-CPU machine, and a playbook started from a task (the scaling study) inherited the
-pin. The base `Policy` pins nothing; Mitogen reads `affinity.policy` at each use.
+to an idler one: a rerun with nothing to change over 500 workers took 12.1-12.4 s pinned
+and 7.2-8.3 s unpinned, back to back on this 2-CPU machine, and a playbook started from a
+task (the scaling study) inherited the pin. The base `Policy` pins nothing; Mitogen reads
+`affinity.policy` at each use.
 """
 
 import ansible_mitogen.affinity

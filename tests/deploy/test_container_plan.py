@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
-from pathlib import Path
 from types import ModuleType
 
 from deploy_helpers import REPO
@@ -87,33 +84,6 @@ def test_the_label_follows_the_spec_and_the_image() -> None:
     # A new image replaces every container, though its spec stayed the same.
     assert label("h", "sha256:aa") != label("h", "sha256:bb")
     assert label("h", "sha256:aa") != label("g", "sha256:aa")
-
-
-def test_a_file_is_written_once_then_left_alone(tmp_path: Path) -> None:
-    ensure = _module().ensure_file
-    path = tmp_path / "etc" / "workers" / "admission.key"
-    owner = os.getuid()
-
-    assert ensure(str(path), "k1\n", 0o400, owner, 0o700) is True
-    assert path.read_text() == "k1\n"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o400
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert ensure(str(path), "k1\n", 0o400, owner, 0o700) is False
-
-    # A dry run reports the change and writes nothing.
-    assert ensure(str(path), "k2\n", 0o400, owner, 0o700, check=True) is True
-    assert path.read_text() == "k1\n"
-    assert ensure(str(path), "k2\n", 0o400, owner, 0o700) is True
-    assert path.read_text() == "k2\n"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o400
-
-    # A mode set by hand is put back; no temporary file is left behind.
-    path.chmod(0o644)
-    path.parent.chmod(0o755)
-    assert ensure(str(path), "k2\n", 0o400, owner, 0o700) is True
-    assert stat.S_IMODE(path.stat().st_mode) == 0o400
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert [p.name for p in path.parent.iterdir()] == ["admission.key"]
 
 
 def test_desired_specs_hash_what_the_role_template_hashed() -> None:

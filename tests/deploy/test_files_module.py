@@ -65,3 +65,36 @@ def test_the_checksum_is_the_one_copy_returns() -> None:
     # ansible.builtin.copy's `checksum`, the SHA-1 of the bytes: the containers' spec labels
     # stay what they were.
     assert _module().checksum("x\n") == "6fcf9dfbd479ed82697fee719b9f8c610a11ff2a"
+
+
+def test_the_workers_admission_key_is_written_once_then_left_alone(tmp_path: Path) -> None:
+    # dht_nodes' call: a 0700 directory made with its parents, a 0400 key file, one owner.
+    apply = _module().apply
+    path = tmp_path / "etc" / "workers" / "admission.key"
+    owner = os.getuid()
+
+    def ensure(content: str, check: bool = False) -> bool:
+        directories = [{"path": str(path.parent), "mode": "0700", "owner": owner}]
+        files = [{"path": str(path), "content": content, "mode": "0400", "owner": owner}]
+        return bool(apply(directories, files, check=check))
+
+    assert ensure("k1\n") is True
+    assert path.read_text() == "k1\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert ensure("k1\n") is False
+
+    # A dry run reports the change and writes nothing.
+    assert ensure("k2\n", check=True) is True
+    assert path.read_text() == "k1\n"
+    assert ensure("k2\n") is True
+    assert path.read_text() == "k2\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+
+    # A mode set by hand is put back; no temporary file is left behind.
+    path.chmod(0o644)
+    path.parent.chmod(0o755)
+    assert ensure("k2\n") is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == ["admission.key"]

@@ -4,12 +4,13 @@
 A loop of community.docker.docker_container tasks costs one module start (about a second on
 a busy 2-core host) per container: 500 workers took minutes. The DHT nodes (roles/dht_nodes)
 and Alice and Bob (roles/qkd_endpoints) run through it: one way to run a CQKD container.
-This module writes the files the containers mount, looks up the image, lists the role's
-containers once, works out what to do from each container's spec-hash label (io.cqkd.spec,
-the one restart mechanism), then creates, replaces and removes containers with a bounded
-pool of threads. One call per host and role: every task costs time on a rerun, so files,
-image check and containers are one. It talks to the engine through the Docker API client
-that community.docker ships (its module_utils need only `requests` on the target).
+This module looks up the image, lists the role's containers once, works out what to do
+from each container's spec-hash label (io.cqkd.spec, the one restart mechanism), then
+creates, replaces and removes containers with a bounded pool of threads. One call per host
+and role: every task costs time on a rerun, so image check and containers are one. The
+files containers mount are written before, by cqkd_files (the one file writer). It talks
+to the engine through the Docker API client that community.docker ships (its module_utils
+need only `requests` on the target).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,7 +34,7 @@ description:
     the role that is not desired is removed.
   - A container's label is a hash of its desired spec's hash and the id the image has on
     this host, so a new image replaces every container.
-  - The files come first, so a container never starts before what it mounts.
+  - Files the containers mount are written before this call (cqkd_files).
 options:
   role:
     description: Value of the label io.cqkd.role; also the container's command.
@@ -45,15 +44,6 @@ options:
     description: Image every container runs; the module fails when the host lacks it.
     type: str
     required: true
-  files:
-    description: >-
-      Files the containers read (a key they mount), each a dict with path, content, mode
-      (octal string), owner (uid, also the group) and dir_mode (octal string, of the file's
-      directory, made when missing). Written atomically when their content differs; the
-      content is never logged.
-    type: list
-    elements: dict
-    default: []
   containers:
     description: >-
       The desired containers, each a dict with name, port and optionally env (its own
@@ -133,11 +123,6 @@ kept:
   description: Number of containers left alone.
   type: int
   returned: always
-files_changed:
-  description: Paths of the files written, or whose directory, owner or mode was set.
-  type: list
-  elements: str
-  returned: always
 statuses:
   description: >-
     Docker's status ("Up 2 minutes (healthy)") of every container with I(labels), of any
@@ -197,60 +182,6 @@ def unready(listed: list[dict[str, Any]]) -> list[str]:
         c["Names"][0].lstrip("/") for c in listed
         if c["State"] != "running" or "(unhealthy)" in c.get("Status", "")
     )
-
-
-def ensure_file(
-    path: str, content: str, mode: int, owner: int, dir_mode: int, check: bool = False
-) -> bool:
-    """Make `path` hold `content` with `mode` and owner and group `owner`, in a directory
-    of `dir_mode` owned the same (made, with its parents, when missing). Returns whether
-    anything was or, with `check`, would be changed. The content is written to a temporary
-    file in the same directory and renamed, so a reader never sees half a file.
-    Raises OSError when the file or directory cannot be made or set."""
-    changed = False
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        if check:
-            return True
-        os.makedirs(directory)
-        changed = True
-    changed |= _set_owner_and_mode(directory, owner, dir_mode, check)
-    data = content.encode()
-    try:
-        with open(path, "rb") as current:
-            same = current.read() == data
-    except FileNotFoundError:
-        same = False
-    if not same:
-        if check:
-            return True
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".cqkd-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), mode)
-                os.fchown(out.fileno(), owner, owner)
-                out.write(data)
-            os.replace(temporary, path)
-        except OSError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        return True
-    return _set_owner_and_mode(path, owner, mode, check) or changed
-
-
-def _set_owner_and_mode(path: str, owner: int, mode: int, check: bool) -> bool:
-    status = os.stat(path)
-    changed = False
-    if (status.st_uid, status.st_gid) != (owner, owner):
-        changed = True
-        if not check:
-            os.chown(path, owner, owner)
-    if status.st_mode & 0o7777 != mode:
-        changed = True
-        if not check:
-            os.chmod(path, mode)
-    return changed
 
 
 def plan(desired: list[dict[str, Any]], existing: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -359,16 +290,6 @@ def main() -> None:
         argument_spec={
             "role": {"type": "str", "required": True},
             "image": {"type": "str", "required": True},
-            "files": {
-                "type": "list", "elements": "dict", "default": [],
-                "options": {
-                    "path": {"type": "str", "required": True},
-                    "content": {"type": "str", "required": True, "no_log": True},
-                    "mode": {"type": "str", "required": True},
-                    "owner": {"type": "int", "required": True},
-                    "dir_mode": {"type": "str", "required": True},
-                },
-            },
             "containers": {"type": "list", "elements": "dict", "required": True},
             "common": {"type": "dict", "required": True},
             "env": {"type": "dict", "default": {}},
@@ -384,14 +305,6 @@ def main() -> None:
     )
     params = client.module.params
     role, label_name = params["role"], params["spec_label"]
-    try:
-        files_changed = [
-            f["path"] for f in params["files"]
-            if ensure_file(f["path"], f["content"], int(f["mode"], 8), f["owner"],
-                           int(f["dir_mode"], 8), check=client.check_mode)
-        ]
-    except (OSError, ValueError) as exc:
-        client.fail(f"cannot write the containers' files: {exc}")
     try:
         image_id = client.get_json("/images/{0}/json", params["image"])["Id"]
     except NotFound:
@@ -422,12 +335,11 @@ def main() -> None:
     }
     todo = plan(list(specs.values()), existing)
     result: dict[str, Any] = {
-        "changed": bool(files_changed or todo["create"] or todo["replace"] or todo["remove"]),
+        "changed": bool(todo["create"] or todo["replace"] or todo["remove"]),
         "created": todo["create"],
         "replaced": todo["replace"],
         "removed": todo["remove"],
         "kept": len(todo["keep"]),
-        "files_changed": files_changed,
         "statuses": {c["Names"][0].lstrip("/"): c.get("Status", "") for c in listed},
         "unready": unready(listed),
     }
